@@ -1,0 +1,112 @@
+// dist2plane(x, p, a) = (1/sqrt(c)) asinh(2 sqrt(c) <w, a> / ((1 - c|w|^2) |a|)), w = (-p) (+) x,
+// from the reductions |x|^2, |p|^2, |a|^2, <p,a>, |x-p|^2, <x-p,a> (common/math.h: dist2plane_value).
+// [..., D] -> [...].
+//
+// Backward: with l the formula and g the incoming gradient (partials written l_xx, ...),
+//   grad_x = g (2 l_xx x + 2 l_dd (x - p) + l_da a)
+//   grad_p = g (2 l_pp p + (l_pa - l_da) a - 2 l_dd (x - p))
+//   grad_a = g (2 l_aa a + l_pa p + l_da (x - p))
+#include <torch/library.h>
+
+#include "cpu/rows.h"
+
+namespace hypops {
+namespace {
+
+template <typename scalar_t, typename acc_t> struct PlaneRed {
+  acc_t xx = 0, pp = 0, aa = 0, pa = 0, dd = 0, da = 0;
+};
+
+template <typename scalar_t, typename acc_t>
+inline PlaneRed<scalar_t, acc_t> plane_reductions(const scalar_t* xi, const scalar_t* pi, const scalar_t* ai,
+                                                  int64_t D) {
+  acc_t xx = 0, pp = 0, aa = 0, pa = 0, dd = 0, da = 0;
+_Pragma("omp simd reduction(+ : xx, pp, aa, pa, dd, da)")
+  for (int64_t d = 0; d < D; ++d) {
+    const acc_t xv = acc_t(xi[d]), pv = acc_t(pi[d]), av = acc_t(ai[d]);
+    const acc_t df = xv - pv;
+    xx += xv * xv;
+    pp += pv * pv;
+    aa += av * av;
+    pa += pv * av;
+    dd += df * df;
+    da += df * av;
+  }
+  return {xx, pp, aa, pa, dd, da};
+}
+
+at::Tensor dist2plane_cpu(const at::Tensor& x, const at::Tensor& p, const at::Tensor& a, const at::Tensor& c,
+                          bool is_signed, bool scaled) {
+  check_rows("dist2plane", {{&x, "x"}, {&p, "p"}, {&a, "a"}});
+  check_c("dist2plane", c, x);
+  const double cv = read_c_cpu("dist2plane", c);
+  Rows r = make_rows({x, p, a});
+  std::vector<int64_t> out_shape(r.shape.begin(), r.shape.end() - 1);
+  at::Tensor out = at::empty(out_shape, x.options());
+  HYPOPS_DISPATCH_FLOATS(x.scalar_type(), "dist2plane", [&] {
+    using acc_t = at::opmath_type<scalar_t>;
+    const auto X = row_of<scalar_t>(r.mats[0]);
+    const auto P = row_of<scalar_t>(r.mats[1]);
+    const auto A = row_of<scalar_t>(r.mats[2]);
+    scalar_t* O = out.data_ptr<scalar_t>();
+    const acc_t c_ = acc_t(cv);
+    for_rows(r.N, r.D, [&](int64_t i) {
+      const auto q = plane_reductions<scalar_t, acc_t>(X(i), P(i), A(i), r.D);
+      O[i] = scalar_t(dist2plane_value(q.xx, q.pp, q.aa, q.pa, q.dd, q.da, c_, is_signed, scaled));
+    });
+  });
+  return out;
+}
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> dist2plane_backward_cpu(
+    const at::Tensor& grad, const at::Tensor& x, const at::Tensor& p, const at::Tensor& a, const at::Tensor& c,
+    bool is_signed, bool scaled) {
+  check_rows("dist2plane_backward", {{&x, "x"}, {&p, "p"}, {&a, "a"}});
+  check_c("dist2plane_backward", c, x);
+  const double cv = read_c_cpu("dist2plane_backward", c);
+  Rows r = make_rows({x, p, a});
+  std::vector<int64_t> out_shape(r.shape.begin(), r.shape.end() - 1);
+  at::Tensor g = grad.to(x.scalar_type()).expand(out_shape).reshape({r.N}).contiguous();
+  at::Tensor gx = at::empty({r.N, r.D}, x.options());
+  at::Tensor gp = at::empty({r.N, r.D}, x.options());
+  at::Tensor ga = at::empty({r.N, r.D}, x.options());
+  double gc = 0;
+  HYPOPS_DISPATCH_FLOATS(x.scalar_type(), "dist2plane_backward", [&] {
+    using acc_t = at::opmath_type<scalar_t>;
+    using Du = Dual<acc_t, 7>;  // partials: xx, pp, aa, pa, dd, da, c
+    const auto X = row_of<scalar_t>(r.mats[0]);
+    const auto P = row_of<scalar_t>(r.mats[1]);
+    const auto A = row_of<scalar_t>(r.mats[2]);
+    const scalar_t* G = g.data_ptr<scalar_t>();
+    scalar_t *GX = gx.data_ptr<scalar_t>(), *GP = gp.data_ptr<scalar_t>(), *GA = ga.data_ptr<scalar_t>();
+    const int64_t D = r.D;
+    gc = sum_rows(r.N, D, [&](int64_t i) {
+      const scalar_t *xi = X(i), *pi = P(i), *ai = A(i);
+      const auto q = plane_reductions<scalar_t, acc_t>(xi, pi, ai, D);
+      const Du l = dist2plane_value(Du::var(q.xx, 0), Du::var(q.pp, 1), Du::var(q.aa, 2), Du::var(q.pa, 3),
+                                    Du::var(q.dd, 4), Du::var(q.da, 5), Du::var(acc_t(cv), 6), is_signed, scaled);
+      const acc_t gi = acc_t(G[i]);
+      const acc_t lxx = 2 * gi * l.d[0], lpp = 2 * gi * l.d[1], laa = 2 * gi * l.d[2], lpa = gi * l.d[3],
+                  ldd = 2 * gi * l.d[4], lda = gi * l.d[5];
+      scalar_t *ox = GX + i * D, *op = GP + i * D, *oa = GA + i * D;
+_Pragma("omp simd")
+      for (int64_t d = 0; d < D; ++d) {
+        const acc_t xv = acc_t(xi[d]), pv = acc_t(pi[d]), av = acc_t(ai[d]);
+        const acc_t df = xv - pv;
+        ox[d] = scalar_t(lxx * xv + ldd * df + lda * av);
+        op[d] = scalar_t(lpp * pv + (lpa - lda) * av - ldd * df);
+        oa[d] = scalar_t(laa * av + lpa * pv + lda * df);
+      }
+      return gi * l.d[6];
+    });
+  });
+  return {reduce_to(gx, r.shape, x), reduce_to(gp, r.shape, p), reduce_to(ga, r.shape, a), grad_c_tensor(gc, c)};
+}
+
+}  // namespace
+
+TORCH_LIBRARY_IMPL(hypops, CPU, m) {
+  m.impl("dist2plane", &dist2plane_cpu);
+  m.impl("dist2plane_backward", &dist2plane_backward_cpu);
+}
+}  // namespace hypops

@@ -1,0 +1,120 @@
+// A bank of P gyroplanes: x [N, D], p and a [P, D] -> out[n, k] = dist2plane(x[n], p[k], a[k]).
+// Everything the formula needs is |x|^2 per point, |p|^2, |a|^2, <p,a> per plane, and the two GEMMs
+// X P^T and X A^T; |x - p|^2 = |x|^2 - 2<x,p> + |p|^2 and <x - p, a> = <x,a> - <p,a>. So memory is
+// O(N P) and never the [N, P, D] temporary of the reference. (Forming |x - p|^2 from the GEMM loses the
+// accuracy of the pointwise op when a point nearly coincides with a plane's base point; the value is then
+// near 0 and its absolute error stays at the float epsilon level.)
+//
+// Backward: per (n, k) the Dual partials give l_xx, l_pp, l_aa, l_pa, l_dd, l_da (times the incoming
+// gradient). Summing dist2plane's per-row gradient over the bank:
+//   grad_x = x * rowsum(2 l_xx + 2 l_dd) - 2 L_dd P + L_da A
+//   grad_p = p * colsum(2 l_pp + 2 l_dd) + a * colsum(l_pa - l_da) - 2 L_dd^T X
+//   grad_a = a * colsum(2 l_aa) + p * colsum(l_pa - l_da) + L_da^T X
+// i.e. again GEMMs plus O(N P) scalar work.
+#include <torch/library.h>
+
+#include "cpu/rows.h"
+
+namespace hypops {
+namespace {
+
+void check_bank(const char* op, const at::Tensor& x, const at::Tensor& p, const at::Tensor& a, const at::Tensor& c) {
+  check_rows(op, {{&x, "x"}, {&p, "p"}, {&a, "a"}});
+  TORCH_CHECK(x.dim() == 2, "hypops.", op, ": x must be [N, D], got ", x.dim(), " dims");
+  TORCH_CHECK(p.dim() == 2 && a.dim() == 2 && p.sizes() == a.sizes(), "hypops.", op,
+              ": p and a must both be [P, D], got ", p.sizes(), " and ", a.sizes());
+  check_c(op, c, x);
+}
+
+at::ScalarType acc_type(const at::Tensor& x) {
+  return x.scalar_type() == at::kDouble ? at::kDouble : at::kFloat;
+}
+
+at::Tensor gyroplane_bank_cpu(const at::Tensor& x, const at::Tensor& p, const at::Tensor& a, const at::Tensor& c,
+                              bool is_signed, bool scaled) {
+  check_bank("gyroplane_bank", x, p, a, c);
+  const double cv = read_c_cpu("gyroplane_bank", c);
+  const auto at_ = acc_type(x);
+  const at::Tensor X = x.to(at_), P = p.to(at_), A = a.to(at_);
+  const at::Tensor XP = at::mm(X, P.t()).contiguous(), XA = at::mm(X, A.t()).contiguous();
+  const at::Tensor xx = X.square().sum(1), pp = P.square().sum(1), aa = A.square().sum(1), pa = (P * A).sum(1);
+  const int64_t N = x.size(0), Pn = p.size(0);
+  at::Tensor out = at::empty({N, Pn}, x.options());
+  HYPOPS_DISPATCH_FLOATS(x.scalar_type(), "gyroplane_bank", [&] {
+    using acc_t = at::opmath_type<scalar_t>;
+    const acc_t *xp = XP.data_ptr<acc_t>(), *xa = XA.data_ptr<acc_t>(), *xx_ = xx.data_ptr<acc_t>(),
+                *pp_ = pp.data_ptr<acc_t>(), *aa_ = aa.data_ptr<acc_t>(), *pa_ = pa.data_ptr<acc_t>();
+    scalar_t* O = out.data_ptr<scalar_t>();
+    const acc_t c_ = acc_t(cv);
+    for_rows(N, Pn, [&](int64_t n) {
+      for (int64_t k = 0; k < Pn; ++k) {
+        const int64_t j = n * Pn + k;
+        const acc_t dd = std::max(xx_[n] - 2 * xp[j] + pp_[k], acc_t(0));
+        O[j] = scalar_t(
+            dist2plane_value(xx_[n], pp_[k], aa_[k], pa_[k], dd, acc_t(xa[j] - pa_[k]), c_, is_signed, scaled));
+      }
+    });
+  });
+  return out;
+}
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> gyroplane_bank_backward_cpu(
+    const at::Tensor& grad, const at::Tensor& x, const at::Tensor& p, const at::Tensor& a, const at::Tensor& c,
+    bool is_signed, bool scaled) {
+  check_bank("gyroplane_bank_backward", x, p, a, c);
+  const double cv = read_c_cpu("gyroplane_bank_backward", c);
+  const auto at_ = acc_type(x);
+  const at::Tensor X = x.to(at_), P = p.to(at_), A = a.to(at_);
+  const at::Tensor XP = at::mm(X, P.t()).contiguous(), XA = at::mm(X, A.t()).contiguous();
+  const at::Tensor xx = X.square().sum(1), pp = P.square().sum(1), aa = A.square().sum(1), pa = (P * A).sum(1);
+  const int64_t N = x.size(0), Pn = p.size(0);
+  const at::Tensor G = grad.to(at_).expand({N, Pn}).contiguous();
+  auto opts = X.options();
+  at::Tensor Ldd = at::empty({N, Pn}, opts), Lda = at::empty({N, Pn}, opts), Mp = at::empty({N, Pn}, opts),
+             Mpa = at::empty({N, Pn}, opts), Ma = at::empty({N, Pn}, opts), Rx = at::empty({N}, opts);
+  double gc = 0;
+  AT_DISPATCH_FLOATING_TYPES(at_, "gyroplane_bank_backward", [&] {
+    using acc_t = scalar_t;
+    using Du = Dual<acc_t, 7>;  // partials: xx, pp, aa, pa, dd, da, c
+    const acc_t *xp = XP.data_ptr<acc_t>(), *xa = XA.data_ptr<acc_t>(), *xx_ = xx.data_ptr<acc_t>(),
+                *pp_ = pp.data_ptr<acc_t>(), *aa_ = aa.data_ptr<acc_t>(), *pa_ = pa.data_ptr<acc_t>(),
+                *g = G.data_ptr<acc_t>();
+    acc_t *ldd = Ldd.data_ptr<acc_t>(), *lda = Lda.data_ptr<acc_t>(), *mp = Mp.data_ptr<acc_t>(),
+          *mpa = Mpa.data_ptr<acc_t>(), *ma = Ma.data_ptr<acc_t>(), *rx = Rx.data_ptr<acc_t>();
+    gc = sum_rows(N, Pn, [&](int64_t n) {
+      double gcn = 0;
+      acc_t rxn = 0;
+      for (int64_t k = 0; k < Pn; ++k) {
+        const int64_t j = n * Pn + k;
+        const acc_t dd = std::max(xx_[n] - 2 * xp[j] + pp_[k], acc_t(0));
+        const Du l = dist2plane_value(Du::var(xx_[n], 0), Du::var(pp_[k], 1), Du::var(aa_[k], 2),
+                                      Du::var(pa_[k], 3), Du::var(dd, 4), Du::var(acc_t(xa[j] - pa_[k]), 5),
+                                      Du::var(acc_t(cv), 6), is_signed, scaled);
+        const acc_t gj = g[j];
+        ldd[j] = gj * l.d[4];
+        lda[j] = gj * l.d[5];
+        mp[j] = 2 * gj * (l.d[1] + l.d[4]);
+        mpa[j] = gj * (l.d[3] - l.d[5]);
+        ma[j] = 2 * gj * l.d[2];
+        rxn += 2 * gj * (l.d[0] + l.d[4]);
+        gcn += double(gj * l.d[6]);
+      }
+      rx[n] = rxn;
+      return gcn;
+    });
+  });
+  at::Tensor gx = X * Rx.unsqueeze(1) - 2 * at::mm(Ldd, P) + at::mm(Lda, A);
+  const at::Tensor Ldd_t = Ldd.t(), Lda_t = Lda.t();
+  const at::Tensor spa = Mpa.sum(0).unsqueeze(1);
+  at::Tensor gp = P * Mp.sum(0).unsqueeze(1) + A * spa - 2 * at::mm(Ldd_t, X);
+  at::Tensor ga = A * Ma.sum(0).unsqueeze(1) + P * spa + at::mm(Lda_t, X);
+  return {gx.to(x.scalar_type()), gp.to(x.scalar_type()), ga.to(x.scalar_type()), grad_c_tensor(gc, c)};
+}
+
+}  // namespace
+
+TORCH_LIBRARY_IMPL(hypops, CPU, m) {
+  m.impl("gyroplane_bank", &gyroplane_bank_cpu);
+  m.impl("gyroplane_bank_backward", &gyroplane_bank_backward_cpu);
+}
+}  // namespace hypops

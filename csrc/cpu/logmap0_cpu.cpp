@@ -1,0 +1,22 @@
+// logmap0(y) = artanh(sqrt(c)|y|) y / (sqrt(c)|y|) (no projection). Formula: common/math.h.
+#include <torch/library.h>
+
+#include "cpu/rowwise.h"
+
+namespace hypops {
+namespace {
+struct Logmap0Op {
+  static constexpr const char* arg = "y";
+  template <typename S, typename T> static S coef(S yy, S c, T) { return logmap0_coef(yy, c); }
+};
+at::Tensor logmap0_cpu(const at::Tensor& y, const at::Tensor& c) { return unary_forward<Logmap0Op>("logmap0", y, c); }
+std::tuple<at::Tensor, at::Tensor> logmap0_backward_cpu(const at::Tensor& g, const at::Tensor& y, const at::Tensor& c) {
+  return unary_backward<Logmap0Op>("logmap0_backward", g, y, c);
+}
+}  // namespace
+
+TORCH_LIBRARY_IMPL(hypops, CPU, m) {
+  m.impl("logmap0", &logmap0_cpu);
+  m.impl("logmap0_backward", &logmap0_backward_cpu);
+}
+}  // namespace hypops

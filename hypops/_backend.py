@@ -1,0 +1,111 @@
+"""Which implementation serves a call: ``native`` (the compiled C++/CUDA ops), ``triton`` or ``torch``
+(``hypops.reference``, plain PyTorch).
+
+Each backend lists the reasons it cannot serve a call (extension not built, no kernel for that op or
+device, ...). The automatic choice takes the first backend with no reasons, in the order
+``native, torch`` for CPU tensors and ``native, triton, torch`` for CUDA tensors. A backend asked for
+explicitly -- the ``backend=`` argument, then ``use_backend(...)``, then the ``HYPOPS_BACKEND``
+environment variable -- is used or raises ``BackendUnavailable`` with its reasons; it never falls back
+silently.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import os
+from typing import Callable
+
+import torch
+
+BACKENDS = ("native", "triton", "torch")
+
+# op name -> backend name -> implementation (same signature as the public function, c a 0-dim tensor)
+_IMPLS: dict[str, dict[str, Callable]] = {}
+_requested: contextvars.ContextVar[str | None] = contextvars.ContextVar("hypops_backend", default=None)
+
+# Why the compiled extension is missing (None when it loaded); set by hypops/__init__.py.
+native_error: str | None = "hypops._C was not imported"
+native_has_cuda = False
+
+
+class BackendUnavailable(RuntimeError):
+    """An explicitly requested backend cannot serve the call."""
+
+
+def register(op: str, backend: str, fn: Callable) -> None:
+    if backend not in BACKENDS:
+        raise ValueError(f"unknown backend {backend!r}")
+    _IMPLS.setdefault(op, {})[backend] = fn
+
+
+def _triton_problem(device: torch.device) -> str | None:
+    try:
+        import triton  # noqa: F401
+    except ImportError:
+        return "triton is not installed (pip install hypops[triton])"
+    if device.type == "cpu" and os.environ.get("TRITON_INTERPRET") != "1":
+        return "Triton runs CPU tensors only in its interpreter (set TRITON_INTERPRET=1 before importing hypops)"
+    if device.type not in ("cpu", "cuda"):
+        return f"Triton kernels do not run on {device.type} tensors"
+    return None
+
+
+def reasons(backend: str, op: str, device: torch.device) -> list[str]:
+    """Why ``backend`` cannot run ``op`` on tensors of ``device`` (empty: it can)."""
+    if backend not in BACKENDS:
+        return [f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}"]
+    out = []
+    if backend == "native":
+        if native_error is not None:
+            out.append(f"the compiled extension is unavailable ({native_error})")
+        if device.type == "cuda" and not native_has_cuda:
+            out.append("hypops._C was built without CUDA kernels")
+        elif device.type not in ("cpu", "cuda"):
+            out.append(f"no native kernels for {device.type} tensors")
+    elif backend == "triton":
+        problem = _triton_problem(device)
+        if problem:
+            out.append(problem)
+    if backend not in _IMPLS.get(op, {}) and not out:
+        out.append(f"{op} has no {backend} implementation yet")
+    return out
+
+
+def requested() -> str | None:
+    """The backend asked for by use_backend(...) or HYPOPS_BACKEND, if any."""
+    return _requested.get() or os.environ.get("HYPOPS_BACKEND") or None
+
+
+def auto_order(device: torch.device) -> tuple[str, ...]:
+    return ("native", "triton", "torch") if device.type == "cuda" else ("native", "torch")
+
+
+def choose(op: str, device: torch.device, backend: str | None = None) -> str:
+    """The backend name that will serve ``op`` on ``device``."""
+    want = backend or requested()
+    if want:
+        why = reasons(want, op, device)
+        if why:
+            raise BackendUnavailable(f"hypops.{op}: backend {want!r} cannot serve {device.type} tensors: " + "; ".join(why))
+        return want
+    for name in auto_order(device):
+        if not reasons(name, op, device):
+            return name
+    raise BackendUnavailable(f"hypops.{op}: no backend serves {device.type} tensors")  # torch always does
+
+
+def select(op: str, device: torch.device, backend: str | None = None) -> Callable:
+    return _IMPLS[op][choose(op, device, backend)]
+
+
+@contextlib.contextmanager
+def use_backend(name: str | None):
+    """Run the block with every hypops op on backend ``name`` (None restores the automatic choice)."""
+    if name is not None and name not in BACKENDS:
+        raise ValueError(f"unknown backend {name!r}; choose one of {', '.join(BACKENDS)}")
+    token = _requested.set(name)
+    try:
+        yield
+    finally:
+        _requested.reset(token)

@@ -1,0 +1,84 @@
+"""Argument checks shared by every public op. Messages name the op and the argument.
+
+None of these reads a tensor's values back to the host except the curvature check on a CPU tensor
+(where there is no device to synchronise with), and that one is skipped while torch.compile traces.
+"""
+
+from __future__ import annotations
+
+import math
+from numbers import Real
+
+import torch
+
+from ._constants import FLOAT_DTYPES, compute_dtype
+
+
+def check_points(op: str, **tensors: torch.Tensor) -> torch.Tensor:
+    """Checks the row tensors of one call: floating dtype, one dtype, one device, equal last dims.
+
+    Returns the first tensor (the one whose dtype/device the result takes).
+    """
+    first_name, first = None, None
+    for name, t in tensors.items():
+        if not isinstance(t, torch.Tensor):
+            raise TypeError(f"hypops.{op}: {name} must be a torch.Tensor, got {type(t).__name__}")
+        if t.dtype not in FLOAT_DTYPES:
+            raise TypeError(
+                f"hypops.{op}: {name} must be a floating-point tensor (float16, bfloat16, float32 or "
+                f"float64), got {t.dtype}"
+            )
+        if t.dim() == 0:
+            raise ValueError(f"hypops.{op}: {name} must have at least one dimension (the point's coordinates)")
+        if first is None:
+            first_name, first = name, t
+            continue
+        if t.dtype != first.dtype:
+            raise TypeError(f"hypops.{op}: {first_name} is {first.dtype} but {name} is {t.dtype}; pass one dtype")
+        if t.device != first.device:
+            raise ValueError(f"hypops.{op}: {first_name} is on {first.device} but {name} is on {t.device}")
+    return first
+
+
+def check_last_dims(op: str, dim: int, **tensors: torch.Tensor) -> int:
+    sizes = {}
+    for name, t in tensors.items():
+        try:
+            sizes[name] = t.shape[dim]
+        except IndexError:
+            raise ValueError(f"hypops.{op}: dim={dim} is out of range for {name} of shape {tuple(t.shape)}") from None
+    values = set(sizes.values())
+    if len(values) > 1:
+        detail = ", ".join(f"{n} has {s}" for n, s in sizes.items())
+        raise ValueError(f"hypops.{op}: the coordinate dimensions (dim={dim}) differ: {detail}")
+    size = values.pop()
+    if size == 0:
+        raise ValueError(f"hypops.{op}: the coordinate dimension (dim={dim}) is empty")
+    return size
+
+
+def curvature(op: str, c, like: torch.Tensor) -> torch.Tensor:
+    """Validates c and returns it as a 0-dim tensor on like's device in like's compute dtype.
+
+    A Python number is checked on the host. A tensor must be 0-dim and floating; its value is checked
+    only when it lives on the CPU and torch.compile is not tracing (anything else would synchronise).
+    """
+    dtype = compute_dtype(like.dtype)
+    if isinstance(c, torch.Tensor):
+        if c.dim() != 0:
+            raise ValueError(f"hypops.{op}: c must be a float or a 0-dim tensor, got shape {tuple(c.shape)}")
+        if not c.is_floating_point():
+            raise TypeError(f"hypops.{op}: c must be a floating-point tensor, got {c.dtype}")
+        if c.device != like.device and c.device.type != "cpu":
+            raise ValueError(f"hypops.{op}: c is on {c.device} but the points are on {like.device}")
+        if c.device.type == "cpu" and not torch.compiler.is_compiling():
+            v = float(c.detach())
+            if not (v > 0 and math.isfinite(v)):
+                raise ValueError(f"hypops.{op}: c must be positive and finite (c is minus the curvature), got {v}")
+        return c.to(device=like.device, dtype=dtype)
+    if isinstance(c, bool) or not isinstance(c, Real):
+        raise TypeError(f"hypops.{op}: c must be a float or a 0-dim tensor, got {type(c).__name__}")
+    v = float(c)
+    if not (v > 0 and math.isfinite(v)):
+        raise ValueError(f"hypops.{op}: c must be positive and finite (c is minus the curvature), got {v}")
+    return torch.full((), v, dtype=dtype, device=like.device)

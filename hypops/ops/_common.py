@@ -1,0 +1,54 @@
+"""Plumbing shared by the op modules: argument checks, and the registration that turns a native row op
+(``torch.ops.hypops.<name>`` and ``<name>_backward``) into an autograd- and torch.compile-ready op."""
+
+from __future__ import annotations
+
+import torch
+
+from .. import _backend
+from .._checks import check_last_dims, check_points, curvature
+
+
+def prepare(op: str, dim: int, c, **tensors: torch.Tensor) -> torch.Tensor:
+    """Checks the inputs of a public call; returns c as a 0-dim tensor."""
+    first = check_points(op, **tensors)
+    check_last_dims(op, dim, **tensors)
+    return curvature(op, c, first)
+
+
+def register_rowwise(name: str, n_tensors: int, reduces: bool) -> None:
+    """Fake (shape) functions and autograd for a native row op with ``n_tensors`` row inputs, then c,
+    then flags. ``reduces``: the output drops the last dimension ([..., D] -> [...])."""
+    if _backend.native_error is not None:
+        return
+    backward = getattr(torch.ops.hypops, f"{name}_backward")
+
+    @torch.library.register_fake(f"hypops::{name}")
+    def _fake(*args):
+        tensors = args[:n_tensors]
+        shape = torch.broadcast_shapes(*(t.shape for t in tensors))
+        return tensors[0].new_empty(shape[:-1] if reduces else shape)
+
+    @torch.library.register_fake(f"hypops::{name}_backward")
+    def _fake_backward(grad, *args):
+        tensors, c = args[:n_tensors], args[n_tensors]
+        return tuple(t.new_empty(t.shape) for t in tensors) + (c.new_empty(()),)
+
+    def setup_context(ctx, inputs, output):
+        ctx.save_for_backward(*inputs[: n_tensors + 1])
+        ctx.flags = inputs[n_tensors + 1 :]
+
+    def _backward(ctx, grad):
+        grads = backward(grad, *ctx.saved_tensors, *ctx.flags)
+        return tuple(grads) + (None,) * len(ctx.flags)
+
+    torch.library.register_autograd(f"hypops::{name}", _backward, setup_context=setup_context)
+
+
+def native_rowwise(name: str, tensors, c, dim: int, flags=(), reduces=False, keepdim=False):
+    """Calls torch.ops.hypops.<name> with the coordinate dimension moved last, and moves it back."""
+    moved = [t.movedim(dim, -1) for t in tensors]
+    out = getattr(torch.ops.hypops, name)(*moved, c, *flags)
+    if reduces:
+        return out.unsqueeze(dim) if keepdim else out
+    return out.movedim(-1, dim)
