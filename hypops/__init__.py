@@ -29,8 +29,15 @@ except ImportError as e:  # a source checkout without a build: the torch backend
     )
 
 from . import reference  # noqa: E402
+
+if _backend._has_triton:
+    try:
+        from . import _triton  # noqa: F401  (registers the triton backend)
+    except Exception as e:  # a broken triton install must not break import hypops
+        _backend.triton_error = f"importing hypops._triton failed: {e}"
 from ._backend import BackendUnavailable, use_backend  # noqa: E402
 from ._info import info  # noqa: E402
+from .manifold import PoincareBall  # noqa: E402
 from .ops import (  # noqa: E402
     dist,
     dist2plane,
@@ -63,4 +70,5 @@ __all__ = [
     "use_backend",
     "BackendUnavailable",
     "info",
+    "PoincareBall",
 ]

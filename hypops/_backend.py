@@ -12,7 +12,7 @@ silently.
 from __future__ import annotations
 
 import contextlib
-import contextvars
+import importlib.util
 import os
 from typing import Callable
 
@@ -22,11 +22,17 @@ BACKENDS = ("native", "triton", "torch")
 
 # op name -> backend name -> implementation (same signature as the public function, c a 0-dim tensor)
 _IMPLS: dict[str, dict[str, Callable]] = {}
-_requested: contextvars.ContextVar[str | None] = contextvars.ContextVar("hypops_backend", default=None)
+# Set by use_backend(). A plain module global (not a ContextVar) so torch.compile can trace the choice
+# without a graph break; it guards on the value and recompiles if it changes. Not per-thread.
+_requested: str | None = None
+# Looked up once: an import inside a traced function would break the graph.
+_has_triton = importlib.util.find_spec("triton") is not None
 
 # Why the compiled extension is missing (None when it loaded); set by hypops/__init__.py.
 native_error: str | None = "hypops._C was not imported"
 native_has_cuda = False
+# Why the Triton kernels could not be loaded, if triton is installed but they failed to import.
+triton_error: str | None = None
 
 
 class BackendUnavailable(RuntimeError):
@@ -40,10 +46,10 @@ def register(op: str, backend: str, fn: Callable) -> None:
 
 
 def _triton_problem(device: torch.device) -> str | None:
-    try:
-        import triton  # noqa: F401
-    except ImportError:
+    if not _has_triton:
         return "triton is not installed (pip install hypops[triton])"
+    if triton_error is not None:
+        return triton_error
     if device.type == "cpu" and os.environ.get("TRITON_INTERPRET") != "1":
         return "Triton runs CPU tensors only in its interpreter (set TRITON_INTERPRET=1 before importing hypops)"
     if device.type not in ("cpu", "cuda"):
@@ -74,7 +80,7 @@ def reasons(backend: str, op: str, device: torch.device) -> list[str]:
 
 def requested() -> str | None:
     """The backend asked for by use_backend(...) or HYPOPS_BACKEND, if any."""
-    return _requested.get() or os.environ.get("HYPOPS_BACKEND") or None
+    return _requested or os.environ.get("HYPOPS_BACKEND") or None
 
 
 def auto_order(device: torch.device) -> tuple[str, ...]:
@@ -104,8 +110,9 @@ def use_backend(name: str | None):
     """Run the block with every hypops op on backend ``name`` (None restores the automatic choice)."""
     if name is not None and name not in BACKENDS:
         raise ValueError(f"unknown backend {name!r}; choose one of {', '.join(BACKENDS)}")
-    token = _requested.set(name)
+    global _requested
+    previous, _requested = _requested, name
     try:
         yield
     finally:
-        _requested.reset(token)
+        _requested = previous
