@@ -61,7 +61,8 @@ def curvature(op: str, c, like: torch.Tensor) -> torch.Tensor:
     """Validates c and returns it as a 0-dim tensor on like's device in like's compute dtype.
 
     A Python number is checked on the host. A tensor must be 0-dim and floating; its value is checked
-    only when it lives on the CPU and torch.compile is not tracing (anything else would synchronise).
+    only when it lives on the CPU. Under torch.compile values are not read at all (that would break the
+    graph); the native CPU kernels still reject c <= 0 and NaN themselves.
     """
     dtype = compute_dtype(like.dtype)
     if isinstance(c, torch.Tensor):
@@ -76,6 +77,10 @@ def curvature(op: str, c, like: torch.Tensor) -> torch.Tensor:
             if not (v > 0 and math.isfinite(v)):
                 raise ValueError(f"hypops.{op}: c must be positive and finite (c is minus the curvature), got {v}")
         return c.to(device=like.device, dtype=dtype)
+    if torch.compiler.is_compiling():
+        # Dynamo may hand us a SymFloat here (a float that changes between calls); reading its value would
+        # break the graph. The native kernels check c themselves.
+        return torch.full((), c, dtype=dtype, device=like.device)
     if isinstance(c, bool) or not isinstance(c, Real):
         raise TypeError(f"hypops.{op}: c must be a float or a 0-dim tensor, got {type(c).__name__}")
     v = float(c)
