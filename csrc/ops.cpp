@@ -32,4 +32,12 @@ TORCH_LIBRARY(hypops, m) {
   m.def("gyroplane_bank(Tensor x, Tensor p, Tensor a, Tensor c, bool signed, bool scaled) -> Tensor");
   m.def("gyroplane_bank_backward(Tensor grad, Tensor x, Tensor p, Tensor a, Tensor c, bool signed,"
         " bool scaled) -> (Tensor, Tensor, Tensor, Tensor)");
+  // Wrapped normal: std is [..., D] (diagonal) or [..., 1] (isotropic); mu, std, eps broadcast.
+  m.def("wrapped_normal_rsample(Tensor mu, Tensor std, Tensor eps, Tensor c) -> Tensor");
+  m.def("wrapped_normal_rsample_backward(Tensor grad, Tensor mu, Tensor std, Tensor eps, Tensor c)"
+        " -> (Tensor, Tensor, Tensor, Tensor)");
+  // log density with respect to the Riemannian volume; reduces the last dimension: [..., D] -> [...]
+  m.def("wrapped_normal_log_prob(Tensor z, Tensor mu, Tensor std, Tensor c) -> Tensor");
+  m.def("wrapped_normal_log_prob_backward(Tensor grad, Tensor z, Tensor mu, Tensor std, Tensor c)"
+        " -> (Tensor, Tensor, Tensor, Tensor)");
 }

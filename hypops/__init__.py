@@ -28,7 +28,7 @@ except ImportError as e:  # a source checkout without a build: the torch backend
         stacklevel=2,
     )
 
-from . import reference  # noqa: E402
+from . import distributions, reference  # noqa: E402
 
 if _backend._has_triton:
     try:
@@ -67,6 +67,7 @@ __all__ = [
     "wrapped_normal_rsample",
     "wrapped_normal_log_prob",
     "reference",
+    "distributions",
     "use_backend",
     "BackendUnavailable",
     "info",

@@ -56,6 +56,11 @@ HYPOPS_HD double h_asinh(double x) { return ::asinh(x); }
 HYPOPS_HD float h_log(float x) { return ::logf(x); }
 HYPOPS_HD double h_log(double x) { return ::log(x); }
 
+HYPOPS_HD float h_exp(float x) { return ::expf(x); }
+HYPOPS_HD double h_exp(double x) { return ::exp(x); }
+HYPOPS_HD float h_log1p(float x) { return ::log1pf(x); }
+HYPOPS_HD double h_log1p(double x) { return ::log1p(x); }
+
 template <typename T> HYPOPS_HD T value(T x) { return x; }
 
 // Forward-mode dual number carrying N partial derivatives. Only the operations the formulas below use.
@@ -144,6 +149,13 @@ template <typename T, int N> HYPOPS_HD Dual<T, N> h_asinh(const Dual<T, N>& x) {
 }
 template <typename T, int N> HYPOPS_HD Dual<T, N> h_log(const Dual<T, N>& x) {
   return chain(x, h_log(x.v), T(1) / x.v);
+}
+template <typename T, int N> HYPOPS_HD Dual<T, N> h_exp(const Dual<T, N>& x) {
+  const T e = h_exp(x.v);
+  return chain(x, e, e);
+}
+template <typename T, int N> HYPOPS_HD Dual<T, N> h_log1p(const Dual<T, N>& x) {
+  return chain(x, h_log1p(x.v), T(1) / (T(1) + x.v));
 }
 
 // Branching helpers. Like torch's clamp, the derivative follows the branch taken.
@@ -283,6 +295,50 @@ template <typename S> HYPOPS_HD S dist2plane_value(S xx, S pp, S aa, S pa, S dd,
   S out = h_asinh(T(2) * sc * wa / denom) / sc;
   if (scaled) out = out * an;
   return out;
+}
+
+// --- wrapped normal ---------------------------------------------------------------------------------------
+
+// log(sinh(x)/x) for x >= 0: a series below 0.05 (the closed form cancels there; the next term,
+// x^8/37800, is below float64 epsilon), x + log1p(-e^-2x) - log 2 - log x above (no overflow).
+template <typename S> HYPOPS_HD S log_sinhc(S x) {
+  using T = decltype(value(x));
+  if (value(x) < T(0.05)) {
+    const S x2 = x * x;
+    return x2 * (T(1) / T(6) - x2 * (T(1) / T(180) - x2 * (T(1) / T(2835))));
+  }
+  return x + h_log1p(-h_exp(T(-2) * x)) - T(0.6931471805599453) - h_log(x);
+}
+
+// wrapped_normal_rsample(mu, std, eps) = mu (+) expmap0(v), v = std * eps / 2, projected (the inner
+// expmap0 is not projected: geoopt's/pvae's expmap(mu, transp0(mu, v)) is the same point).
+// Reductions mm = |mu|^2, vv = |v|^2, mv = <mu, v>. Returns the coefficients of mu and v.
+template <typename S, typename T> HYPOPS_HD Coef2<S> wrapped_normal_rsample_coef(S mm, S vv, S mv, S c, T eps) {
+  const S sc = h_sqrt(c);
+  const S n = safe_norm(vv);
+  const S t = safe_tanh(sc * n) / (sc * n);
+  const Coef2<S> k = mobius_add_coef(mm, t * t * vv, t * mv, c, eps);
+  return {k.a, k.b * t};
+}
+
+// The part of wrapped_normal_log_prob(z, mu, std) that depends on the rows (the -sum log std and
+// -(D/2) log 2 pi terms are added by the kernel):
+//   -|v / std|^2 / 2 - (D - 1) log(sinh(sqrt(c) d) / (sqrt(c) d)),  d = dist(mu, z), v = lambda_mu logmap(mu, z).
+// With logmap's pieces (see logmap_coef), v = (2 A(sqrt(c)|w|) / den) ((1 - c|mu|^2)(z - mu) - c|z - mu|^2 mu),
+// so |v / std|^2 needs only the std-weighted reductions wdd = sum (z-mu)^2/std^2, wdm = sum (z-mu) mu/std^2,
+// wmm = sum mu^2/std^2 -- free of cancellation when z is near mu.
+template <typename S>
+HYPOPS_HD S wrapped_normal_log_prob_rows(S mm, S zz, S dd, S wdd, S wdm, S wmm, S c, int64_t D) {
+  using T = decltype(value(c));
+  const S sc = h_sqrt(c);
+  const S den = mobius_sub_den(mm, zz, dd, c);
+  const S wn = safe_norm(dd / den);
+  const S k = T(2) * safe_artanh(sc * wn) / (sc * wn * den);
+  const S a = T(1) - c * mm;
+  const S b = c * dd;
+  const S q = k * k * (a * a * wdd - T(2) * a * b * wdm + b * b * wmm);
+  const S d = dist_value(mm, zz, dd, c);
+  return T(-0.5) * q - T(D - 1) * log_sinhc(sc * d);
 }
 
 }  // namespace hypops

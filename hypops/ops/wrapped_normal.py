@@ -1,11 +1,12 @@
-"""hypops.wrapped_normal_rsample and hypops.wrapped_normal_log_prob: the public functions. Today only the
-``torch`` backend (hypops.reference) serves them; fused kernels are tracked in the distributions issue."""
+"""hypops.wrapped_normal_rsample and hypops.wrapped_normal_log_prob: the public functions, and their native
+ops' fake and autograd registration. Kernels: csrc/cpu/wrapped_normal_cpu.cpp (formulas in
+csrc/common/math.h); reference: hypops.reference."""
 
 from __future__ import annotations
 
 from .. import _backend, reference
 from .._checks import check_points
-from ._common import prepare
+from ._common import native_rowwise, prepare, register_rowwise
 
 
 def _check_std(op, std, mu, dim):
@@ -35,5 +36,17 @@ def wrapped_normal_log_prob(z, mu, std, *, c=1.0, dim=-1, backend=None):
     return fn(z, mu, std, c=c, dim=dim)
 
 
+def _native_rsample(mu, std, eps, *, c, dim):
+    return native_rowwise("wrapped_normal_rsample", (mu, std, eps), c, dim)
+
+
+def _native_log_prob(z, mu, std, *, c, dim):
+    return native_rowwise("wrapped_normal_log_prob", (z, mu, std), c, dim, reduces=True)
+
+
 _backend.register("wrapped_normal_rsample", "torch", reference.wrapped_normal_rsample)
 _backend.register("wrapped_normal_log_prob", "torch", reference.wrapped_normal_log_prob)
+_backend.register("wrapped_normal_rsample", "native", _native_rsample)
+_backend.register("wrapped_normal_log_prob", "native", _native_log_prob)
+register_rowwise("wrapped_normal_rsample", 3, reduces=False)
+register_rowwise("wrapped_normal_log_prob", 3, reduces=True)
