@@ -75,7 +75,19 @@ def reasons(backend: str, op: str, device: torch.device) -> list[str]:
             out.append(problem)
     if backend not in _IMPLS.get(op, {}) and not out:
         out.append(f"{op} has no {backend} implementation yet")
+    elif backend == "native" and not out and not _native_kernel(op, device.type):
+        out.append(f"hypops._C has no {device.type.upper()} kernel for {op} yet")
     return out
+
+
+@torch.compiler.assume_constant_result  # a registry lookup: torch.compile evaluates it once, no graph break
+def _native_kernel(op: str, device_type: str) -> bool:
+    """Whether torch.ops.hypops.<op> has a kernel registered for the device (not every op has every one)."""
+    key = {"cpu": "CPU", "cuda": "CUDA"}.get(device_type)
+    try:
+        return key is not None and torch._C._dispatch_has_kernel_for_dispatch_key(f"hypops::{op}", key)
+    except RuntimeError:  # no such op in this build
+        return False
 
 
 def requested() -> str | None:
