@@ -157,12 +157,17 @@ def dist2plane(x, p, a, *, c=1.0, dim=-1, keepdim=False, signed=False, scaled=Fa
     x32, p32, a32 = _up(x), _up(p), _up(a)
     sc = c.sqrt()
     w = _mobius_add(-p32, x32, c, dim)
-    ww = _sqnorm(w, dim).clamp_min(MIN_NORM)
+    ww = _sqnorm(w, dim)
     wa = (w * a32).sum(dim=dim, keepdim=True)
     if not signed:
         wa = wa.abs()
     an = _norm(a32, dim)
-    den = ((1 - c * ww) * an).clamp_min(MIN_DENOM)
+    # 1 - c|w|^2 = (1 - c|p|^2)(1 - c|x|^2) / (1 - 2c<p,x> + c^2|p|^2|x|^2), exactly; formed as 1 - c|w|^2
+    # it cancels to nothing when x and p are both near the sphere. geoopt's clamp_min(1e-15) on |w|^2 kept.
+    p2, x2 = _sqnorm(p32, dim), _sqnorm(x32, dim)
+    mden = (1 - 2 * c * (p32 * x32).sum(dim=dim, keepdim=True) + c**2 * p2 * x2).clamp_min(MIN_DENOM)
+    one_m_cww = torch.where(ww >= MIN_NORM, (1 - c * p2) * (1 - c * x2) / mden, 1 - c * MIN_NORM)
+    den = (one_m_cww * an).clamp_min(MIN_DENOM)
     out = torch.asinh(2 * sc * wa / den) / sc
     if scaled:
         out = out * an

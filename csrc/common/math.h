@@ -243,9 +243,12 @@ template <typename S, typename T> HYPOPS_HD Coef2<S> expmap_coef(S xx, S uu, S x
   const S lam = T(2) / max_c(T(1) - c * xx, T(MIN_DENOM));
   const S n = safe_norm(uu);
   const S t = safe_tanh(sc * lam * n / T(2)) / (sc * n);
-  // second point v = t u: |v|^2 = t^2 |u|^2, <x, v> = t <x, u>
-  Coef2<S> k = mobius_add_raw(xx, t * t * uu, t * xu, c);
-  const S f = project_factor(safe_norm(combo_sq(k, xx, t * t * uu, t * xu)), sc, eps);
+  // second point v = t u: |v|^2 = t^2 |u|^2, <x, v> = t <x, u>. Written t * (t * |u|^2): for x outside the
+  // ball lambda_x is clamped to ~2e15 and t reaches 1e15; (t * t) * |u|^2 would overflow float32 in the
+  // dual parts (Inf * 0 = NaN in the gradient) where t * (t * |u|^2) stays finite.
+  const S vv = t * (t * uu);
+  Coef2<S> k = mobius_add_raw(xx, vv, t * xu, c);
+  const S f = project_factor(safe_norm(combo_sq(k, xx, vv, t * xu)), sc, eps);
   return {k.a * f, k.b * t * f};
 }
 
@@ -287,11 +290,14 @@ template <typename S> HYPOPS_HD S dist2plane_value(S xx, S pp, S aa, S pa, S dd,
   using T = decltype(value(c));
   const S sc = h_sqrt(c);
   const S den = mobius_sub_den(pp, xx, dd, c);
-  const S ww = max_c(dd / den, T(MIN_NORM));  // geoopt's clamp_min(1e-15) on |w|^2
+  // 1 - c|w|^2 = (1 - c|p|^2)(1 - c|x|^2) / den exactly: formed as 1 - c|w|^2 it cancels to nothing when x
+  // and p are both near the sphere. Below geoopt's clamp_min(1e-15) on |w|^2 the clamped value is used.
+  const S one_m_cww = value(dd / den) < T(MIN_NORM) ? S(T(1) - c * T(MIN_NORM))
+                                                    : (T(1) - c * pp) * (T(1) - c * xx) / den;
   S wa = ((T(1) - c * pp) * da - c * dd * pa) / den;
   if (!is_signed) wa = abs_c(wa);
   const S an = safe_norm(aa);
-  const S denom = max_c((T(1) - c * ww) * an, T(MIN_DENOM));
+  const S denom = max_c(one_m_cww * an, T(MIN_DENOM));
   S out = h_asinh(T(2) * sc * wa / denom) / sc;
   if (scaled) out = out * an;
   return out;

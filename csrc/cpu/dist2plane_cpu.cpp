@@ -73,7 +73,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> dist2plane_backward_c
   double gc = 0;
   HYPOPS_DISPATCH_FLOATS(x.scalar_type(), "dist2plane_backward", [&] {
     using acc_t = at::opmath_type<scalar_t>;
-    using Du = Dual<acc_t, 7>;  // partials: xx, pp, aa, pa, dd, da, c
+    using Du = Dual<double, 7>;  // in double even for float rows (partials can exceed float range where values do not); partials: xx, pp, aa, pa, dd, da, c
     const auto X = row_of<scalar_t>(r.mats[0]);
     const auto P = row_of<scalar_t>(r.mats[1]);
     const auto A = row_of<scalar_t>(r.mats[2]);
@@ -84,7 +84,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> dist2plane_backward_c
       const scalar_t *xi = X(i), *pi = P(i), *ai = A(i);
       const auto q = plane_reductions<scalar_t, acc_t>(xi, pi, ai, D);
       const Du l = dist2plane_value(Du::var(q.xx, 0), Du::var(q.pp, 1), Du::var(q.aa, 2), Du::var(q.pa, 3),
-                                    Du::var(q.dd, 4), Du::var(q.da, 5), Du::var(acc_t(cv), 6), is_signed, scaled);
+                                    Du::var(q.dd, 4), Du::var(q.da, 5), Du::var(cv, 6), is_signed, scaled);
       const acc_t gi = acc_t(G[i]);
       const acc_t lxx = 2 * gi * l.d[0], lpp = 2 * gi * l.d[1], laa = 2 * gi * l.d[2], lpa = gi * l.d[3],
                   ldd = 2 * gi * l.d[4], lda = gi * l.d[5];

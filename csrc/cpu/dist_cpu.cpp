@@ -53,7 +53,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> dist_backward_cpu(const at::Tenso
   double gc = 0;
   HYPOPS_DISPATCH_FLOATS(x.scalar_type(), "dist_backward", [&] {
     using acc_t = at::opmath_type<scalar_t>;
-    using Du = Dual<acc_t, 4>;  // partials: |x|^2, |y|^2, |x-y|^2, c
+    using Du = Dual<double, 4>;  // in double even for float rows (partials can exceed float range where values do not); partials: |x|^2, |y|^2, |x-y|^2, c
     const auto X = row_of<scalar_t>(r.mats[0]);
     const auto Y = row_of<scalar_t>(r.mats[1]);
     const scalar_t* G = g.data_ptr<scalar_t>();
@@ -70,7 +70,7 @@ _Pragma("omp simd reduction(+ : xx, yy, dd)")
         yy += yv * yv;
         dd += (xv - yv) * (xv - yv);
       }
-      const Du l = dist_value(Du::var(xx, 0), Du::var(yy, 1), Du::var(dd, 2), Du::var(acc_t(cv), 3));
+      const Du l = dist_value(Du::var(xx, 0), Du::var(yy, 1), Du::var(dd, 2), Du::var(cv, 3));
       const acc_t gi = acc_t(G[i]);
       const acc_t x2 = 2 * gi * l.d[0], y2 = 2 * gi * l.d[1], d2 = 2 * gi * l.d[2];
       scalar_t* ox = GX + i * D;

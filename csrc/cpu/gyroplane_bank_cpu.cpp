@@ -75,7 +75,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> gyroplane_bank_backwa
   double gc = 0;
   AT_DISPATCH_FLOATING_TYPES(at_, "gyroplane_bank_backward", [&] {
     using acc_t = scalar_t;
-    using Du = Dual<acc_t, 7>;  // partials: xx, pp, aa, pa, dd, da, c
+    using Du = Dual<double, 7>;  // in double even for float rows (partials can exceed float range where values do not); partials: xx, pp, aa, pa, dd, da, c
     const acc_t *xp = XP.data_ptr<acc_t>(), *xa = XA.data_ptr<acc_t>(), *xx_ = xx.data_ptr<acc_t>(),
                 *pp_ = pp.data_ptr<acc_t>(), *aa_ = aa.data_ptr<acc_t>(), *pa_ = pa.data_ptr<acc_t>(),
                 *g = G.data_ptr<acc_t>();
@@ -89,7 +89,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> gyroplane_bank_backwa
         const acc_t dd = std::max(xx_[n] - 2 * xp[j] + pp_[k], acc_t(0));
         const Du l = dist2plane_value(Du::var(xx_[n], 0), Du::var(pp_[k], 1), Du::var(aa_[k], 2),
                                       Du::var(pa_[k], 3), Du::var(dd, 4), Du::var(acc_t(xa[j] - pa_[k]), 5),
-                                      Du::var(acc_t(cv), 6), is_signed, scaled);
+                                      Du::var(cv, 6), is_signed, scaled);
         const acc_t gj = g[j];
         ldd[j] = gj * l.d[4];
         lda[j] = gj * l.d[5];

@@ -57,7 +57,7 @@ std::tuple<at::Tensor, at::Tensor> unary_backward(const char* name, const at::Te
   double gc = 0;
   HYPOPS_DISPATCH_FLOATS(x.scalar_type(), "hypops_rowwise", [&] {
     using acc_t = at::opmath_type<scalar_t>;
-    using Du = Dual<acc_t, 2>;  // partials: |x|^2, c
+    using Du = Dual<double, 2>;  // in double even for float rows (partials can exceed float range where values do not); partials: |x|^2, c
     const auto G = row_of<scalar_t>(r.mats[0]);
     const auto X = row_of<scalar_t>(r.mats[1]);
     scalar_t* GX = gx.data_ptr<scalar_t>();
@@ -72,7 +72,7 @@ _Pragma("omp simd reduction(+ : xx, gxv)")
         xx += xv * xv;
         gxv += acc_t(gi[d]) * xv;
       }
-      const Du k = Op::coef(Du::var(xx, 0), Du::var(acc_t(cv), 1), eps);
+      const Du k = Op::coef(Du::var(xx, 0), Du::var(cv, 1), double(eps));
       const acc_t a = k.v, b = acc_t(2) * gxv * k.d[0];
       scalar_t* o = GX + i * D;
 _Pragma("omp simd")
@@ -143,7 +143,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> binary_backward(const char* name,
   double gc = 0;
   HYPOPS_DISPATCH_FLOATS(x.scalar_type(), "hypops_rowwise", [&] {
     using acc_t = at::opmath_type<scalar_t>;
-    using Du = Dual<acc_t, 5>;  // partials: |x|^2, |y|^2, <x,y>, |x-y|^2, c
+    using Du = Dual<double, 5>;  // in double even for float rows (partials can exceed float range where values do not); partials: |x|^2, |y|^2, <x,y>, |x-y|^2, c
     const auto G = row_of<scalar_t>(r.mats[0]);
     const auto X = row_of<scalar_t>(r.mats[1]);
     const auto Y = row_of<scalar_t>(r.mats[2]);
@@ -165,8 +165,8 @@ _Pragma("omp simd reduction(+ : xx, yy, xy, dd, gxv, gyv)")
         gyv += gv * yv;
       }
       const Coef2<Du> k = Op::coef(Du::var(xx, 0), Du::var(yy, 1), Du::var(xy, 2), Du::var(dd, 3),
-                                   Du::var(acc_t(cv), 4), eps);
-      acc_t l[5];
+                                   Du::var(cv, 4), double(eps));
+      double l[5];
       for (int j = 0; j < 5; ++j) l[j] = k.a.d[j] * gxv + k.b.d[j] * gyv;
       const acc_t A = k.a.v, B = k.b.v;
       const acc_t x2 = acc_t(2) * l[0], y2 = acc_t(2) * l[1], xyc = l[2], d2 = acc_t(2) * l[3];

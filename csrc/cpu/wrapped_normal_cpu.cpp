@@ -99,7 +99,7 @@ at::Tensor wrapped_normal_rsample_cpu(const at::Tensor& mu, const at::Tensor& st
 template <typename scalar_t, bool ISO>
 double rsample_bwd(const WnRows& w, const at::Tensor& g, at::Tensor& gm, at::Tensor& gs, at::Tensor& ge, double cv) {
   using acc_t = at::opmath_type<scalar_t>;
-  using Du = Dual<acc_t, 4>;  // partials: mm, vv, mv, c
+  using Du = Dual<double, 4>;  // in double even for float rows (partials can exceed float range where values do not); partials: mm, vv, mv, c
   const auto M = row_of<scalar_t>(w.r.mats[0]);
   const auto E = row_of<scalar_t>(w.r.mats[1]);
   const auto G = row_of<scalar_t>(g);
@@ -120,8 +120,8 @@ double rsample_bwd(const WnRows& w, const at::Tensor& g, at::Tensor& gm, at::Ten
       gvv += gv * v;
     }
     const Coef2<Du> k = wrapped_normal_rsample_coef(Du::var(mm, 0), Du::var(vv, 1), Du::var(mv, 2),
-                                                    Du::var(acc_t(cv), 3), eps);
-    acc_t l[4];
+                                                    Du::var(cv, 3), double(eps));
+    double l[4];
     for (int j = 0; j < 4; ++j) l[j] = k.a.d[j] * gmv + k.b.d[j] * gvv;
     const acc_t A = k.a.v, B = k.b.v;
     scalar_t *om = GM + i * D, *oe = GE + i * D;
@@ -222,7 +222,7 @@ at::Tensor wrapped_normal_log_prob_cpu(const at::Tensor& z, const at::Tensor& mu
 template <typename scalar_t, bool ISO>
 double log_prob_bwd(const WnRows& w, const at::Tensor& g, at::Tensor& gz, at::Tensor& gm, at::Tensor& gs, double cv) {
   using acc_t = at::opmath_type<scalar_t>;
-  using Du = Dual<acc_t, 7>;  // partials: mm, zz, dd, wdd, wdm, wmm, c
+  using Du = Dual<double, 7>;  // in double even for float rows (partials can exceed float range where values do not); partials: mm, zz, dd, wdd, wdm, wmm, c
   const auto Z = row_of<scalar_t>(w.r.mats[0]);
   const auto M = row_of<scalar_t>(w.r.mats[1]);
   const scalar_t* S = w.std_.data_ptr<scalar_t>();
@@ -235,7 +235,7 @@ double log_prob_bwd(const WnRows& w, const at::Tensor& g, at::Tensor& gz, at::Te
     const auto q = lp_reduce<scalar_t, ISO>(zi, mi, si, D);
     const Du l = wrapped_normal_log_prob_rows(Du::var(q.mm, 0), Du::var(q.zz, 1), Du::var(q.dd, 2),
                                               Du::var(q.wdd, 3), Du::var(q.wdm, 4), Du::var(q.wmm, 5),
-                                              Du::var(acc_t(cv), 6), D);
+                                              Du::var(cv, 6), D);
     const acc_t gi = acc_t(G[i]);
     const acc_t lmm = gi * l.d[0], lzz = gi * l.d[1], ldd = gi * l.d[2], lwdd = gi * l.d[3], lwdm = gi * l.d[4],
                 lwmm = gi * l.d[5];

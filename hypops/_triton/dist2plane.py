@@ -16,12 +16,13 @@ from ._rowwise import _tile, _zeros, acc64, blocks, row_stride, rows
 def d2p_value(xx, pp, aa, pa, dd, da, c, SIGNED: tl.constexpr, SCALED: tl.constexpr):
     sc = tl.sqrt(c)
     den = clamp_min((1.0 - c * pp) * (1.0 - c * xx) + c * dd, MIN_DENOM)
-    ww = clamp_min(dd / den, MIN_NORM)
+    # 1 - c|w|^2 = (1 - c|p|^2)(1 - c|x|^2)/den exactly (no cancellation near the sphere); geoopt's clamp below 1e-15
+    omw = tl.where(dd / den >= MIN_NORM, (1.0 - c * pp) * (1.0 - c * xx) / den, 1.0 - c * MIN_NORM)
     wa = ((1.0 - c * pp) * da - c * dd * pa) / den
     if not SIGNED:
         wa = tl.abs(wa)
     an, _ = safe_norm(aa)
-    dn = clamp_min((1.0 - c * ww) * an, MIN_DENOM)
+    dn = clamp_min(omw * an, MIN_DENOM)
     v, _ = asinh_and_grad(2.0 * sc * wa / dn)
     out = v / sc
     if SCALED:
@@ -36,9 +37,8 @@ def d2p_grad(xx, pp, aa, pa, dd, da, c, g, SIGNED: tl.constexpr, SCALED: tl.cons
     P0 = (1.0 - c * pp) * (1.0 - c * xx) + c * dd
     dpass = P0 >= MIN_DENOM
     den = tl.where(dpass, P0, MIN_DENOM)
-    q = dd / den
-    wpass = q >= MIN_NORM
-    ww = tl.where(wpass, q, MIN_NORM)
+    wpass = dd / den >= MIN_NORM
+    omw = tl.where(wpass, (1.0 - c * pp) * (1.0 - c * xx) / den, 1.0 - c * MIN_NORM)
     N1 = (1.0 - c * pp) * da - c * dd * pa
     wa0 = N1 / den
     if SIGNED:
@@ -46,7 +46,7 @@ def d2p_grad(xx, pp, aa, pa, dd, da, c, g, SIGNED: tl.constexpr, SCALED: tl.cons
     else:
         wa = tl.abs(wa0)
     an, dan = safe_norm(aa)
-    dn0 = (1.0 - c * ww) * an
+    dn0 = omw * an
     npass = dn0 >= MIN_DENOM
     dn = tl.where(npass, dn0, MIN_DENOM)
     arg = 2.0 * sc * wa / dn
@@ -62,9 +62,8 @@ def d2p_grad(xx, pp, aa, pa, dd, da, c, g, SIGNED: tl.constexpr, SCALED: tl.cons
     lsc = -lout0 * out0 / sc + larg * 2.0 * wa / dn
     lwa = larg * 2.0 * sc / dn
     ldn = tl.where(npass, -larg * arg / dn, 0.0)
-    lww = ldn * (-c * an)
-    lan += ldn * (1.0 - c * ww)
-    lc = ldn * (-ww * an)
+    lomw = ldn * an
+    lan += ldn * omw
     laa = lan * dan
     if SIGNED:
         lwa0 = lwa
@@ -76,13 +75,16 @@ def d2p_grad(xx, pp, aa, pa, dd, da, c, g, SIGNED: tl.constexpr, SCALED: tl.cons
     lda = lN1 * (1.0 - c * pp)
     ldd = lN1 * (-c * pa)
     lpa = lN1 * (-c * dd)
-    lc += lN1 * (-pp * da - dd * pa)
-    lq = tl.where(wpass, lww, 0.0)
-    ldd += lq / den
-    lden += -lq * q / den
+    lc = lN1 * (-pp * da - dd * pa)
+    # omw = (1 - c pp)(1 - c xx)/den where dd/den >= MIN_NORM, else 1 - c MIN_NORM
+    lw = tl.where(wpass, lomw, 0.0)
+    lpp += lw * (-c * (1.0 - c * xx) / den)
+    lxx = lw * (-c * (1.0 - c * pp) / den)
+    lden += -lw * omw / den
+    lc += tl.where(wpass, lw * (-pp * (1.0 - c * xx) - xx * (1.0 - c * pp)) / den, -lomw * MIN_NORM)
     lden = tl.where(dpass, lden, 0.0)
     lpp += -lden * c * (1.0 - c * xx)
-    lxx = -lden * c * (1.0 - c * pp)
+    lxx += -lden * c * (1.0 - c * pp)
     ldd += lden * c
     lc += lden * (dd - pp * (1.0 - c * xx) - xx * (1.0 - c * pp))
     lc += lsc / (2.0 * sc)

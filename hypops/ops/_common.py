@@ -23,15 +23,29 @@ def register_rowwise(name: str, n_tensors: int, reduces: bool) -> None:
         return
     backward = getattr(torch.ops.hypops, f"{name}_backward")
 
+    names = [a.name for a in getattr(torch.ops.hypops, name).default._schema.arguments]
+
+    def _same_device(named, c):
+        # The Meta key wins dispatch when any input is a meta tensor, so a CPU call with one meta input
+        # lands here: raise (with the messages of csrc/common/checks.h) instead of returning garbage.
+        (n0, t0), *rest = named
+        for n, t in rest:
+            if t.device != t0.device:
+                raise RuntimeError(f"hypops.{name}: {n0} is on {t0.device} but {n} is on {t.device}")
+        if c.device != t0.device and c.device.type != "cpu":
+            raise RuntimeError(f"hypops.{name}: c is on {c.device} but the points are on {t0.device}")
+
     @torch.library.register_fake(f"hypops::{name}")
     def _fake(*args):
         tensors = args[:n_tensors]
+        _same_device(list(zip(names, tensors)), args[n_tensors])
         shape = torch.broadcast_shapes(*(t.shape for t in tensors))
         return tensors[0].new_empty(shape[:-1] if reduces else shape)
 
     @torch.library.register_fake(f"hypops::{name}_backward")
     def _fake_backward(grad, *args):
         tensors, c = args[:n_tensors], args[n_tensors]
+        _same_device([("grad", grad)] + list(zip(names, tensors)), c)
         return tuple(t.new_empty(t.shape) for t in tensors) + (c.new_empty(()),)
 
     def setup_context(ctx, inputs, output):

@@ -41,6 +41,11 @@ if _backend.native_error is None:
 
     @torch.library.register_fake("hypops::gyroplane_bank")
     def _fake(x, p, a, c, signed, scaled):
+        for n, t in (("p", p), ("a", a)):  # a meta input wins dispatch: raise rather than return garbage
+            if t.device != x.device:
+                raise RuntimeError(f"hypops.gyroplane_bank: x is on {x.device} but {n} is on {t.device}")
+        if c.device != x.device and c.device.type != "cpu":
+            raise RuntimeError(f"hypops.gyroplane_bank: c is on {c.device} but the points are on {x.device}")
         return x.new_empty((x.shape[0], p.shape[0]))
 
     @torch.library.register_fake("hypops::gyroplane_bank_backward")
