@@ -43,6 +43,7 @@ def register(op: str, backend: str, fn: Callable) -> None:
     if backend not in BACKENDS:
         raise ValueError(f"unknown backend {backend!r}")
     _IMPLS.setdefault(op, {})[backend] = fn
+    _CHOICE.clear()
 
 
 def _triton_problem(device: torch.device) -> str | None:
@@ -99,9 +100,24 @@ def auto_order(device: torch.device) -> tuple[str, ...]:
     return ("native", "triton", "torch") if device.type == "cuda" else ("native", "torch")
 
 
+# (op, device type, requested backend) -> chosen backend; what can serve a call does not change while the
+# process runs, and a dict lookup keeps the per-call overhead of small ops down.
+_CHOICE: dict = {}
+
+
 def choose(op: str, device: torch.device, backend: str | None = None) -> str:
     """The backend name that will serve ``op`` on ``device``."""
     want = backend or requested()
+    key = (op, device.type, want, native_error, triton_error)  # tests may toggle the errors
+    hit = _CHOICE.get(key)
+    if hit is not None:
+        return hit
+    name = _choose(op, device, want)
+    _CHOICE[key] = name
+    return name
+
+
+def _choose(op: str, device: torch.device, want: str | None) -> str:
     if want:
         why = reasons(want, op, device)
         if why:

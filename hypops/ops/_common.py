@@ -61,8 +61,9 @@ def register_rowwise(name: str, n_tensors: int, reduces: bool) -> None:
 
 def native_rowwise(name: str, tensors, c, dim: int, flags=(), reduces=False, keepdim=False):
     """Calls torch.ops.hypops.<name> with the coordinate dimension moved last, and moves it back."""
-    moved = [t.movedim(dim, -1) for t in tensors]
+    last = dim == -1
+    moved = tensors if last else [t.movedim(dim, -1) for t in tensors]
     out = getattr(torch.ops.hypops, name)(*moved, c, *flags)
     if reduces:
         return out.unsqueeze(dim) if keepdim else out
-    return out.movedim(-1, dim)
+    return out if last else out.movedim(-1, dim)
