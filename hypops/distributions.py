@@ -48,7 +48,30 @@ def _broadcast(loc, scale, isotropic):
     return batch
 
 
-class WrappedNormal(Distribution):
+class _BallDistribution(Distribution):
+    """Shared by the two normals: loc in the ball of radius 1/sqrt(c), a positive scale, support the ball;
+    both are symmetric about loc, whose Frechet mean is therefore loc."""
+
+    has_rsample = True
+    arg_constraints: dict = {}
+    _isotropic = False
+
+    def __init__(self, loc, scale, c=1.0, validate_args=None, backend=None):
+        self.loc, self.scale, self.c, self.backend = loc, scale, c, backend
+        self.arg_constraints = {"loc": _InBall(c), "scale": constraints.positive}
+        batch = _broadcast(loc, scale, isotropic=self._isotropic)
+        super().__init__(batch_shape=batch, event_shape=loc.shape[-1:], validate_args=validate_args)
+
+    @property
+    def support(self):
+        return _InBall(self.c)
+
+    @property
+    def mean(self):
+        return self.loc.expand(self.batch_shape + self.event_shape)
+
+
+class WrappedNormal(_BallDistribution):
     """Wrapped normal N_W(loc, diag(scale^2)) on the Poincaré ball of curvature -c.
 
     loc: [..., D] points of the ball; scale: [..., D] (diagonal) or [..., 1] (isotropic), positive, in the
@@ -57,27 +80,6 @@ class WrappedNormal(Distribution):
     log_prob: sum_i log N(v_i; 0, scale_i^2) - (D - 1) log(sinh(sqrt(c) d) / (sqrt(c) d)), with
     d = dist(loc, z) and v = lambda_loc logmap(loc, z).
     """
-
-    has_rsample = True
-
-    def __init__(self, loc, scale, c=1.0, validate_args=None, backend=None):
-        self.loc, self.scale = loc, scale
-        self.c = c
-        self.backend = backend
-        self.arg_constraints = {"loc": _InBall(c), "scale": constraints.positive}
-        batch = _broadcast(loc, scale, isotropic=False)
-        super().__init__(batch_shape=batch, event_shape=loc.shape[-1:], validate_args=validate_args)
-
-    arg_constraints: dict = {}
-
-    @property
-    def support(self):
-        return _InBall(self.c)
-
-    @property
-    def mean(self):
-        """The Fréchet mean of a wrapped normal is its loc."""
-        return self.loc.expand(self.batch_shape + self.event_shape)
 
     def rsample(self, sample_shape=torch.Size()):
         shape = self._extended_shape(sample_shape)
@@ -97,7 +99,7 @@ def _log_sinh_ratio(r, sc):
     return torch.log(r) + log_sinhc(sc * r)
 
 
-class RiemannianNormal(Distribution):
+class RiemannianNormal(_BallDistribution):
     """Riemannian normal on the Poincaré ball: p(z) = exp(-d(loc, z)^2 / (2 scale^2)) / Z(scale) with respect to
     the Riemannian volume, isotropic scale [..., 1] (or [...]).
 
@@ -118,27 +120,15 @@ class RiemannianNormal(Distribution):
     (dF/dr), F the radial CDF.
     """
 
-    has_rsample = True
     _NODES = 256  # quadrature nodes for the normaliser and the sampler's table
     _CDF_NODES = 64  # per-sample CDF on [lo, r] (a shorter interval; Newton only needs it smooth and exact)
+
+    _isotropic = True
 
     def __init__(self, loc, scale, c=1.0, validate_args=None, backend=None):
         if scale.dim() == loc.dim() - 1:
             scale = scale.unsqueeze(-1)
-        self.loc, self.scale, self.c, self.backend = loc, scale, c, backend
-        self.arg_constraints = {"loc": _InBall(c), "scale": constraints.positive}
-        batch = _broadcast(loc, scale, isotropic=True)
-        super().__init__(batch_shape=batch, event_shape=loc.shape[-1:], validate_args=validate_args)
-
-    arg_constraints: dict = {}
-
-    @property
-    def support(self):
-        return _InBall(self.c)
-
-    @property
-    def mean(self):
-        return self.loc.expand(self.batch_shape + self.event_shape)
+        super().__init__(loc, scale, c, validate_args=validate_args, backend=backend)
 
     def _c64(self):
         return curvature("RiemannianNormal", self.c, self.loc).to(torch.float64)
