@@ -13,6 +13,7 @@
 // i.e. again GEMMs plus O(N P) scalar work.
 #include <torch/library.h>
 
+#include "common/gyroplane_bank.h"
 #include "cpu/rows.h"
 
 namespace hypops {
@@ -103,11 +104,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> gyroplane_bank_backwa
       return gcn;
     });
   });
-  at::Tensor gx = X * Rx.unsqueeze(1) - 2 * at::mm(Ldd, P) + at::mm(Lda, A);
-  const at::Tensor Ldd_t = Ldd.t(), Lda_t = Lda.t();
-  const at::Tensor spa = Mpa.sum(0).unsqueeze(1);
-  at::Tensor gp = P * Mp.sum(0).unsqueeze(1) + A * spa - 2 * at::mm(Ldd_t, X);
-  at::Tensor ga = A * Ma.sum(0).unsqueeze(1) + P * spa + at::mm(Lda_t, X);
+  const auto [gx, gp, ga] = bank_input_grads(X, P, A, Rx, Ldd, Lda, Mp, Mpa, Ma);
   return {gx.to(x.scalar_type()), gp.to(x.scalar_type()), ga.to(x.scalar_type()), grad_c_tensor(gc, c)};
 }
 

@@ -18,6 +18,7 @@
 // grad_c goes through per-thread doubles and per-block partials, like the other kernels.
 #include <torch/library.h>
 
+#include "common/gyroplane_bank.h"
 #include "cuda/rows.cuh"
 
 namespace hypops {
@@ -173,11 +174,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> gyroplane_bank_backwa
     Rx.zero_();
   }
   const at::Tensor &X = b.X, &P = b.P, &A = b.A;
-  at::Tensor gx = X * Rx.unsqueeze(1) - 2 * at::mm(Ldd, P) + at::mm(Lda, A);
-  const at::Tensor Ldd_t = Ldd.t(), Lda_t = Lda.t();
-  const at::Tensor spa = Mpa.sum(0).unsqueeze(1);
-  at::Tensor gp = P * Mp.sum(0).unsqueeze(1) + A * spa - 2 * at::mm(Ldd_t, X);
-  at::Tensor ga = A * Ma.sum(0).unsqueeze(1) + P * spa + at::mm(Lda_t, X);
+  const auto [gx, gp, ga] = bank_input_grads(X, P, A, Rx, Ldd, Lda, Mp, Mpa, Ma);
   return {gx.to(x.scalar_type()), gp.to(x.scalar_type()), ga.to(x.scalar_type()), finish_grad_c(partials, c)};
 }
 
