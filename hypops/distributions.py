@@ -20,6 +20,7 @@ from torch.distributions import Distribution, constraints
 
 from . import ops
 from ._checks import curvature
+from .reference import log_sinhc
 
 
 class _InBall(constraints.Constraint):
@@ -94,8 +95,6 @@ class WrappedNormal(_BallDistribution):
 
 def _log_sinh_ratio(r, sc):
     """log(sinh(sc r) / sc), stable for r -> 0 and large r (float64 math)."""
-    from .reference import log_sinhc
-
     return torch.log(r) + log_sinhc(sc * r)
 
 

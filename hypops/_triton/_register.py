@@ -23,11 +23,12 @@ def register_autograd(name: str, n_tensors: int) -> None:
     torch.library.register_autograd(f"hypops::{name}_triton", _backward, setup_context=setup_context)
 
 
-def register_backend(name: str, reduces: bool, n_flags: int = 0) -> None:
+def register_backend(name: str, reduces: bool, flags: tuple[str, ...] = ()) -> None:
+    """The triton backend entry of op `name`; `flags` names its boolean flags in schema order."""
     from ..ops._common import native_rowwise
 
-    def impl(*tensors, c, dim, keepdim=False, **flags):
-        return native_rowwise(f"{name}_triton", tensors, c, dim, flags=tuple(flags.values()), reduces=reduces,
-                              keepdim=keepdim)
+    def impl(*tensors, c, dim, keepdim=False, **kw):
+        return native_rowwise(f"{name}_triton", tensors, c, dim, flags=tuple(kw[f] for f in flags),
+                              reduces=reduces, keepdim=keepdim)
 
     _backend.register(name, "triton", impl)

@@ -187,4 +187,4 @@ def dist2plane_triton_backward(
 
 
 register_autograd("dist2plane", 3)
-register_backend("dist2plane", reduces=True, n_flags=2)
+register_backend("dist2plane", reduces=True, flags=("signed", "scaled"))
