@@ -32,6 +32,13 @@ TORCH_LIBRARY(hypops, m) {
   m.def("gyroplane_bank(Tensor x, Tensor p, Tensor a, Tensor c, bool signed, bool scaled) -> Tensor");
   m.def("gyroplane_bank_backward(Tensor grad, Tensor x, Tensor p, Tensor a, Tensor c, bool signed,"
         " bool scaled) -> (Tensor, Tensor, Tensor, Tensor)");
+  // Gyroplane 3D convolution (SPEC §2): x [B, D, X, Y, Z]; p, a [C_out, D, kx, ky, kz] (per offset) or
+  // [C_out, D] (tied); signed, unscaled distances summed over the window, plus bias. -> [B, C_out, OX, OY, OZ].
+  // The backward returns the gradients of x, p, a and c (the bias gradient is grad summed, done by autograd).
+  m.def("gyroplane_conv3d(Tensor x, Tensor p, Tensor a, Tensor c, Tensor? bias, int[3] stride, int[3] padding,"
+        " int[3] dilation, int[3] kernel_size) -> Tensor");
+  m.def("gyroplane_conv3d_backward(Tensor grad, Tensor x, Tensor p, Tensor a, Tensor c, int[3] stride,"
+        " int[3] padding, int[3] dilation, int[3] kernel_size) -> (Tensor, Tensor, Tensor, Tensor)");
   // Wrapped normal: std is [..., D] (diagonal) or [..., 1] (isotropic); mu, std, eps broadcast.
   m.def("wrapped_normal_rsample(Tensor mu, Tensor std, Tensor eps, Tensor c) -> Tensor");
   m.def("wrapped_normal_rsample_backward(Tensor grad, Tensor mu, Tensor std, Tensor eps, Tensor c)"

@@ -87,3 +87,50 @@ def curvature(op: str, c, like: torch.Tensor) -> torch.Tensor:
     if not (v > 0 and math.isfinite(v)):
         raise ValueError(f"hypops.{op}: c must be positive and finite (c is minus the curvature), got {v}")
     return torch.full((), v, dtype=dtype, device=like.device)
+
+
+def _triple(op: str, v, name: str) -> tuple[int, int, int]:
+    t = (v, v, v) if isinstance(v, int) else tuple(v)
+    if len(t) != 3 or not all(isinstance(e, int) and not isinstance(e, bool) for e in t):
+        raise ValueError(f"hypops.{op}: {name} must be an int or 3 ints, got {v!r}")
+    return t
+
+
+def conv3d_args(op: str, x, p, a, bias, stride, padding, dilation, kernel_size):
+    """Checks the shapes and hyperparameters of a gyroplane 3D convolution (SPEC §2); returns
+    (kernel_size, stride, padding, dilation) as int triples. Tied weights are p, a of shape [C_out, D]."""
+    check_points(op, x=x, p=p, a=a)
+    if x.dim() != 5:
+        raise ValueError(f"hypops.{op}: x must be [B, D, X, Y, Z], got shape {tuple(x.shape)}")
+    if p.shape != a.shape:
+        raise ValueError(f"hypops.{op}: p and a must have one shape, got {tuple(p.shape)} and {tuple(a.shape)}")
+    if p.dim() == 2:
+        if kernel_size is None:
+            raise ValueError(f"hypops.{op}: kernel_size is required with tied weights p, a: [C_out, D]")
+        ks = _triple(op, kernel_size, "kernel_size")
+    elif p.dim() == 5:
+        ks = tuple(p.shape[2:])
+        if kernel_size is not None and _triple(op, kernel_size, "kernel_size") != ks:
+            raise ValueError(f"hypops.{op}: kernel_size={kernel_size} disagrees with p's {ks}")
+    else:
+        raise ValueError(f"hypops.{op}: p must be [C_out, D, kx, ky, kz] or [C_out, D], got {tuple(p.shape)}")
+    if p.shape[1] != x.shape[1]:
+        raise ValueError(f"hypops.{op}: x has D={x.shape[1]} but p has D={p.shape[1]}")
+    s, pad, dil = (_triple(op, v, n) for v, n in ((stride, "stride"), (padding, "padding"), (dilation, "dilation")))
+    for name, t, lo in (("kernel_size", ks, 1), ("stride", s, 1), ("dilation", dil, 1), ("padding", pad, 0)):
+        if min(t) < lo:
+            raise ValueError(f"hypops.{op}: {name} must be >= {lo}, got {t}")
+    for i in range(3):
+        span = dil[i] * (ks[i] - 1) + 1
+        if x.shape[2 + i] + 2 * pad[i] < span:
+            raise ValueError(
+                f"hypops.{op}: x's spatial size {tuple(x.shape[2:])} plus padding {pad} is smaller than the "
+                f"dilated kernel ({span} voxels in dim {i})"
+            )
+    if bias is not None:
+        if not isinstance(bias, torch.Tensor) or bias.shape != (p.shape[0],):
+            shape = tuple(bias.shape) if isinstance(bias, torch.Tensor) else type(bias).__name__
+            raise ValueError(f"hypops.{op}: bias must be a tensor of shape [C_out] = [{p.shape[0]}], got {shape}")
+        if bias.dtype != x.dtype or bias.device != x.device:
+            raise TypeError(f"hypops.{op}: bias must match x ({x.dtype} on {x.device}), got {bias.dtype} on {bias.device}")
+    return ks, s, pad, dil

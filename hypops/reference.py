@@ -20,7 +20,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from ._checks import curvature
+from ._checks import conv3d_args, curvature
 from ._constants import ARTANH_CLAMP, MIN_DENOM, MIN_NORM, PROJ_EPS, TANH_CLAMP, compute_dtype
 
 __all__ = [
@@ -182,15 +182,6 @@ def gyroplane_bank(x, p, a, *, c=1.0, signed=True, scaled=False):
 
 
 # --- gyroplane convolution -------------------------------------------------------------------------------
-def _triple(v, name):
-    if isinstance(v, int):
-        return (v, v, v)
-    v = tuple(int(e) for e in v)
-    if len(v) != 3:
-        raise ValueError(f"hypops.gyroplane_conv3d: {name} must be an int or 3 ints, got {v}")
-    return v
-
-
 def gyroplane_conv3d(x, p, a, *, c=1.0, bias=None, stride=1, padding=0, dilation=1, kernel_size=None):
     """Gyroplane 3D convolution (SPEC §2), by unfolding: memory grows with k^3 x C_out x D.
 
@@ -199,26 +190,8 @@ def gyroplane_conv3d(x, p, a, *, c=1.0, bias=None, stride=1, padding=0, dilation
     x: [B, D, X, Y, Z]; p, a: [C_out, D, kx, ky, kz] (per-offset) or [C_out, D] (tied, one plane for every
     offset; then kernel_size is required).
     """
-    if x.dim() != 5:
-        raise ValueError(f"hypops.gyroplane_conv3d: x must be [B, D, X, Y, Z], got shape {tuple(x.shape)}")
-    if p.shape != a.shape:
-        raise ValueError(f"hypops.gyroplane_conv3d: p and a must have one shape, got {tuple(p.shape)} and {tuple(a.shape)}")
+    ks, s, pad, dil = conv3d_args("gyroplane_conv3d", x, p, a, bias, stride, padding, dilation, kernel_size)
     tied = p.dim() == 2
-    if tied:
-        if kernel_size is None:
-            raise ValueError("hypops.gyroplane_conv3d: kernel_size is required with tied weights p, a: [C_out, D]")
-        ks = _triple(kernel_size, "kernel_size")
-    elif p.dim() == 5:
-        ks = tuple(p.shape[2:])
-        if kernel_size is not None and _triple(kernel_size, "kernel_size") != ks:
-            raise ValueError(f"hypops.gyroplane_conv3d: kernel_size={kernel_size} disagrees with p's {ks}")
-    else:
-        raise ValueError(
-            f"hypops.gyroplane_conv3d: p must be [C_out, D, kx, ky, kz] or [C_out, D], got {tuple(p.shape)}"
-        )
-    if p.shape[1] != x.shape[1]:
-        raise ValueError(f"hypops.gyroplane_conv3d: x has D={x.shape[1]} but p has D={p.shape[1]}")
-    s, pad, dil = _triple(stride, "stride"), _triple(padding, "padding"), _triple(dilation, "dilation")
     xp = F.pad(x, (pad[2], pad[2], pad[1], pad[1], pad[0], pad[0]))  # zeros = the origin
     win = xp
     for i in range(3):
