@@ -67,8 +67,11 @@ NATIVE_OPS = (
     "project",
     "dist2plane",
     "gyroplane_bank",
+    "gyroplane_conv3d",
+    "wrapped_normal_rsample",
+    "wrapped_normal_log_prob",
 )
-ALL_OPS = NATIVE_OPS + ("gyroplane_conv3d", "wrapped_normal_rsample", "wrapped_normal_log_prob")
+ALL_OPS = NATIVE_OPS
 
 C_VALUES = (1e-3, 0.1, 1.0, 10.0)
 # Radius fractions of 1/sqrt(c) for boundary sampling (1.5: outside the ball).

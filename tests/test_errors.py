@@ -206,17 +206,24 @@ def test_triton_reason_lists_missing_kernel_under_the_interpreter(monkeypatch):
         assert why == []
 
 
-@pytest.mark.parametrize("op", ["gyroplane_conv3d", "wrapped_normal_rsample", "wrapped_normal_log_prob"])
-def test_explicit_native_without_kernel_raises(op):
-    if not _backend.reasons("native", op, torch.device("cpu")):
-        pytest.skip(f"native now serves {op}")
-    names, args, kw = _valid(op)
+@pytest.fixture
+def torch_only_op():
+    """An op that only the torch backend implements (every real op has a native kernel now)."""
+    _backend.register("torch_only_op", "torch", lambda x: x)
+    yield "torch_only_op"
+    del _backend._IMPLS["torch_only_op"]
+    _backend._CHOICE.clear()
+
+
+def test_explicit_native_without_kernel_raises(torch_only_op):
+    dev = torch.device("cpu")
+    assert _backend.choose(torch_only_op, dev) == "torch"  # the automatic choice skips native
     with pytest.raises(
         BackendUnavailable,
-        match=rf"hypops\.{op}: backend 'native' cannot serve cpu tensors: .*{op} has no native "
+        match=r"hypops\.torch_only_op: backend 'native' cannot serve cpu tensors: .*torch_only_op has no native "
         "implementation",
     ):
-        _call(op, args, kw, backend="native")
+        _backend.select(torch_only_op, dev, "native")
 
 
 def test_unknown_backend_name(monkeypatch):
@@ -251,8 +258,6 @@ def test_backend_selection_order(monkeypatch):
             assert _backend.choose("expmap0", dev) == "torch"
             raise RuntimeError
     assert _backend.choose("expmap0", dev) == "native"
-    # ops without a native kernel go to torch automatically
-    assert _backend.choose("gyroplane_conv3d", dev) == "torch"
 
 
 def test_backend_choice_is_actually_used(monkeypatch):

@@ -8,7 +8,7 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
-from hyptest import ball_points, gen, sample
+from hyptest import ball_points, gen, points_at, sample, skip_unless_serves
 
 import hypops
 
@@ -173,3 +173,206 @@ def test_argument_errors(backend):
         hypops.gyroplane_conv3d(torch.zeros(2, 3, 3, 3), p5, a5, backend=backend)
     with pytest.raises(ValueError, match="stride"):
         hypops.gyroplane_conv3d(x, p5, a5, stride=(1, 1), backend=backend)
+
+
+# --- every backend against the float64 reference over random geometries -------------------------------------
+def _random_case(seed):
+    """A random small convolution: D from 1 to 64, odd/even kernels, stride, padding, dilation, both weight
+    layouts, with or without bias, C_out up to 5."""
+    g = torch.Generator().manual_seed(seed)
+
+    def ri(lo, hi):
+        return int(torch.randint(lo, hi + 1, (), generator=g))
+
+    D = [1, 2, 3, 8, 17, 64][seed % 6]
+    tied = seed % 3 == 0
+    ks = tuple(ri(1, 3) for _ in range(3))
+    st = tuple(ri(1, 2) for _ in range(3))
+    dil = tuple(ri(1, 2) for _ in range(3))
+    pad = tuple(ri(0, 2) for _ in range(3))
+    S = tuple(max(ri(1, 5), dil[i] * (ks[i] - 1) + 1 - 2 * pad[i]) for i in range(3))
+    B, C = ri(1, 2), ri(1, 5)
+    c = [0.3, 1.0, 2.5][seed % 3]
+    x = _grid(B, D, S, c, seed=100 + seed)
+    p, a = _weights(C, D, ks, c, seed=200 + seed, tied=tied)
+    bias = torch.randn(C, dtype=torch.float64, generator=g) if seed % 2 else None
+    kw = dict(stride=st, padding=pad, dilation=dil)
+    if tied:
+        kw["kernel_size"] = ks
+    return x, p, a, c, bias, kw
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_random_geometries_forward_backward(backend, seed):
+    """Forward and every gradient (x, p, a, c, bias) of the backend against autograd through the float64
+    reference, then float32 against the float64 values."""
+    x, p, a, c, bias, kw = _random_case(seed)
+
+    def run(fn, dtype):
+        leaves = [t.to(dtype).requires_grad_(True) for t in (x, p, a)]
+        cc = torch.tensor(c, dtype=dtype, requires_grad=True)
+        b = None if bias is None else bias.to(dtype).requires_grad_(True)
+        out = fn(*leaves, c=cc, bias=b, **kw)
+        w = torch.linspace(-1, 1, out.numel(), dtype=dtype).reshape(out.shape)  # a non-uniform upstream grad
+        grads = torch.autograd.grad((out * w).sum(), leaves + [cc] + ([b] if b is not None else []))
+        return out, grads
+
+    want, want_g = run(hypops.reference.gyroplane_conv3d, torch.float64)
+    got, got_g = run(lambda *t, **k: hypops.gyroplane_conv3d(*t, backend=backend, **k), torch.float64)
+    torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-10)
+    for name, g1, g0 in zip(("x", "p", "a", "c", "bias"), got_g, want_g):
+        torch.testing.assert_close(g1, g0, rtol=1e-9, atol=1e-9, msg=lambda m, n=name: f"grad {n}: {m}")
+    got32, got32_g = run(lambda *t, **k: hypops.gyroplane_conv3d(*t, backend=backend, **k), torch.float32)
+    assert got32.dtype == torch.float32
+    scale = want.abs().max().item() + 1
+    torch.testing.assert_close(got32.double(), want, rtol=1e-4, atol=1e-4 * scale)
+    for name, g1, g0 in zip(("x", "p", "a", "c", "bias"), got32_g, want_g):
+        gscale = g0.abs().max().item() + 1
+        torch.testing.assert_close(g1.double(), g0, rtol=1e-3, atol=1e-3 * gscale, msg=lambda m, n=name: f"grad {n}: {m}")
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16], ids=["float16", "bfloat16"])
+def test_half_dtypes(backend, dtype):
+    """Half inputs are computed in float32 and rounded once at the end."""
+    x, p, a, c, bias, kw = _random_case(4)
+    want = hypops.reference.gyroplane_conv3d(x, p, a, c=c, bias=bias, **kw)
+    got = hypops.gyroplane_conv3d(x.to(dtype), p.to(dtype), a.to(dtype), c=c,
+                                  bias=None if bias is None else bias.to(dtype), backend=backend, **kw)
+    assert got.dtype == dtype
+    # the inputs themselves are rounded to the half type: compare with the reference on the rounded inputs
+    want_r = hypops.reference.gyroplane_conv3d(x.to(dtype).double(), p.to(dtype).double(), a.to(dtype).double(),
+                                               c=c, bias=None if bias is None else bias.to(dtype).double(), **kw)
+    tol = 1e-2 if dtype == torch.float16 else 6e-2
+    torch.testing.assert_close(got.double(), want_r, rtol=tol, atol=tol * (want.abs().max().item() + 1))
+
+
+def test_many_tiles(backend):
+    """Enough output voxels x channels that the native kernel loops over several tiles of output rows
+    (csrc/common/gyroplane_conv3d.h: TILE_ELEMS entries per temporary), in both layouts."""
+    c, C = 1.0, 64
+    x = _grid(2, 2, (9, 10, 12), c, seed=11)
+    for tied in (False, True):
+        p, a = _weights(C, 2, (3, 3, 3), c, seed=12, tied=tied)
+        kw = dict(padding=1, kernel_size=3)
+        xr = x.clone().requires_grad_(True)
+        got = hypops.gyroplane_conv3d(xr, p, a, c=c, backend=backend, **kw)
+        assert got.numel() > 2 * (1 << 16)
+        xw = x.clone().requires_grad_(True)
+        want = hypops.reference.gyroplane_conv3d(xw, p, a, c=c, **kw)
+        torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-10)
+        g = torch.randn(got.shape, dtype=torch.float64, generator=gen(13))
+        (gx,) = torch.autograd.grad((got * g).sum(), xr)
+        (wx,) = torch.autograd.grad((want * g).sum(), xw)
+        torch.testing.assert_close(gx, wx, rtol=1e-9, atol=1e-9)
+
+
+def test_gradcheck_tied(backend):
+    c = torch.tensor(1.3, dtype=torch.float64, requires_grad=True)
+    x = _grid(1, 3, (3, 3, 2), 1.3, seed=17).requires_grad_(True)
+    p, a = (t.requires_grad_(True) for t in _weights(2, 3, None, 1.3, seed=18, tied=True))
+
+    def f(x, p, a, c):
+        return hypops.gyroplane_conv3d(x, p, a, c=c, kernel_size=(2, 2, 1), padding=(1, 0, 1), stride=(2, 1, 1),
+                                       backend=backend)
+
+    assert torch.autograd.gradcheck(f, (x, p, a, c), eps=1e-6, atol=1e-5, rtol=1e-4)
+
+
+def test_non_contiguous_input(backend):
+    c = 1.0
+    x = _grid(2, 3, (4, 3, 5), c, seed=19)
+    xt = x.transpose(2, 4).contiguous().transpose(2, 4)  # same values, other strides
+    assert not xt.is_contiguous()
+    p, a = _weights(2, 3, (2, 2, 2), c, seed=20)
+    torch.testing.assert_close(hypops.gyroplane_conv3d(xt, p, a, c=c, backend=backend),
+                               hypops.gyroplane_conv3d(x, p, a, c=c, backend=backend), rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("frac", [0.999, 1 - 1e-5, 1.5])
+def test_boundary_points_are_finite(backend, frac, full_dtype):
+    """Points at and beyond the clip radius, planes through boundary points: finite output and grads."""
+    c, D = 1.0, 3
+    g = gen(21)
+    x = points_at(torch.full((2 * 27,), frac), D, c, g).reshape(2, 3, 3, 3, D).movedim(-1, 1).to(full_dtype)
+    p = points_at(torch.full((2,), 0.999), D, c, g).to(full_dtype)
+    a = sample("normal", 2, D, c, g).to(full_dtype)
+    leaves = [t.clone().requires_grad_(True) for t in (x, p, a)]
+    out = hypops.gyroplane_conv3d(*leaves, c=c, kernel_size=2, padding=1, backend=backend)
+    assert torch.isfinite(out).all()
+    for gr in torch.autograd.grad(out.sum(), leaves):
+        assert torch.isfinite(gr).all()
+
+
+def test_opcheck_native():
+    """torch.library.opcheck (schema, fake, autograd registration, faketensor) on the op and its backward."""
+    skip_unless_serves("native", OP)
+    c = torch.tensor(0.9, dtype=torch.float64)
+    x = _grid(1, 2, (3, 3, 2), 0.9, seed=22)
+    for tied in (False, True):
+        p, a = _weights(2, 2, (2, 1, 2), 0.9, seed=23, tied=tied)
+        geom = ([1, 2, 1], [1, 0, 1], [1, 1, 1], [2, 1, 2])
+        for bias in (None, torch.tensor([0.5, -0.5], dtype=torch.float64)):
+            args = (x.clone().requires_grad_(True), p.clone().requires_grad_(True), a.clone().requires_grad_(True),
+                    c.clone().requires_grad_(True), None if bias is None else bias.clone().requires_grad_(True), *geom)
+            torch.library.opcheck(torch.ops.hypops.gyroplane_conv3d, args)
+        out = torch.ops.hypops.gyroplane_conv3d(x, p, a, c, None, *geom)
+        torch.library.opcheck(torch.ops.hypops.gyroplane_conv3d_backward, (torch.randn_like(out), x, p, a, c, *geom))
+
+
+def test_compile_fullgraph_no_break():
+    """A small hyperbolic conv net compiles with fullgraph=True and matches eager, forward and backward."""
+    skip_unless_serves("native", OP)
+    torch._dynamo.reset()
+    c, D, C = 1.0, 2, 3
+    p, a = (torch.nn.Parameter(t.float()) for t in _weights(C, D, (3, 3, 3), c, seed=24))
+    pt, at = (torch.nn.Parameter(t.float()) for t in _weights(C, D, None, c, seed=25, tied=True))
+    bias = torch.nn.Parameter(torch.zeros(C))
+
+    def net(u):
+        x = hypops.expmap0(u, c=c, dim=1)
+        y = hypops.gyroplane_conv3d(x, p, a, c=c, bias=bias, padding=1)
+        z = hypops.gyroplane_conv3d(x, pt, at, c=c, kernel_size=2, stride=2)
+        return y.square().mean() + z.mean()
+
+    u = torch.randn(2, D, 4, 4, 4, generator=gen(26))
+    params = [p, a, pt, at, bias]
+    want = net(u)
+    want_g = torch.autograd.grad(want, params)
+    compiled = torch.compile(net, fullgraph=True, backend="aot_eager")
+    got = compiled(u)
+    got_g = torch.autograd.grad(got, params)
+    torch.testing.assert_close(got, want)
+    for g1, g0 in zip(got_g, want_g):
+        torch.testing.assert_close(g1, g0)
+    torch._dynamo.reset()
+
+
+def test_native_errors_name_the_argument():
+    """Direct torch.ops calls (which skip the Python checks) get errors naming the argument, not a crash."""
+    skip_unless_serves("native", OP)
+    op = torch.ops.hypops.gyroplane_conv3d
+    x = torch.zeros(1, 2, 3, 3, 3)
+    p, a = torch.zeros(2, 2, 2, 2, 2), torch.ones(2, 2, 2, 2, 2)
+    c = torch.tensor(1.0)
+    geom = ([1, 1, 1], [0, 0, 0], [1, 1, 1])
+    with pytest.raises(RuntimeError, match="kernel_size"):
+        op(x, p, a, c, None, *geom, [3, 3, 3])
+    with pytest.raises(RuntimeError, match="smaller than the dilated kernel"):
+        op(x, p, a, c, None, [1, 1, 1], [0, 0, 0], [3, 3, 3], [2, 2, 2])
+    with pytest.raises(RuntimeError, match="c must be positive"):
+        op(x, p, a, torch.tensor(-1.0), None, *geom, [2, 2, 2])
+    with pytest.raises(RuntimeError, match="bias must be"):
+        op(x, p, a, c, torch.zeros(3), *geom, [2, 2, 2])
+    with pytest.raises(RuntimeError, match="p is"):
+        op(x, p.double(), a, c, None, *geom, [2, 2, 2])
+    with pytest.raises(RuntimeError, match="grad must be"):
+        torch.ops.hypops.gyroplane_conv3d_backward(torch.zeros(1, 2, 3, 3, 3), x, p, a, c, *geom, [2, 2, 2])
+    # the public function checks hyperparameters before any backend runs
+    with pytest.raises(ValueError, match="stride must be >= 1"):
+        hypops.gyroplane_conv3d(x, p, a, stride=0)
+    with pytest.raises(ValueError, match="padding must be >= 0"):
+        hypops.gyroplane_conv3d(x, p, a, padding=-1)
+    with pytest.raises(ValueError, match=r"bias must be a tensor of shape \[C_out\]"):
+        hypops.gyroplane_conv3d(x, p, a, bias=torch.zeros(1, 2))
+    with pytest.raises(TypeError, match="bias must match x"):
+        hypops.gyroplane_conv3d(x, p, a, bias=torch.zeros(2, dtype=torch.float64))
