@@ -75,3 +75,38 @@ def test_cuda_half_results_stay_inside_the_ball(backend, dtype):
     for c in (0.1, 1.0, 10.0):
         z = hypops.expmap0(u, c=c, backend=backend)
         assert (z.double().norm(dim=-1) * c**0.5 < 1).all()
+
+
+@pytest.mark.parametrize("backend", ["native", "triton"])
+@pytest.mark.parametrize("tied", [False, True], ids=["per-offset", "tied"])
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_cuda_gyroplane_conv3d(backend, tied, dtype):
+    """The convolution on CUDA (its bank steps on the GPU) against the float64 reference on the CPU, forward
+    and every gradient, over a grid large enough for several tiles."""
+    dev = torch.device("cuda")
+    why = _backend.reasons(backend, "gyroplane_conv3d", dev)
+    if why:
+        pytest.skip("; ".join(why))
+    gen = torch.Generator().manual_seed(1)
+    B, D, C, S, k = 2, 5, 48, (12, 11, 13), (3, 2, 3)
+    v = torch.randn(B, *S, D, dtype=torch.float64, generator=gen)
+    x = (v / v.norm(dim=-1, keepdim=True) * torch.rand(B, *S, 1, dtype=torch.float64, generator=gen) * 0.95)
+    x = x.movedim(-1, 1).contiguous()
+    wshape = (C, D) if tied else (C, D, *k)
+    p = 0.3 * torch.randn(wshape, dtype=torch.float64, generator=gen) / D**0.5
+    a = torch.randn(wshape, dtype=torch.float64, generator=gen)
+    bias = torch.randn(C, dtype=torch.float64, generator=gen)
+    kw = dict(stride=(1, 2, 1), padding=(1, 0, 2), dilation=(2, 1, 1), kernel_size=k)
+    leaves = [t.requires_grad_(True) for t in (x, p, a, bias)]
+    c = torch.tensor(0.7, dtype=torch.float64, requires_grad=True)
+    want = hypops.reference.gyroplane_conv3d(leaves[0], leaves[1], leaves[2], c=c, bias=leaves[3], **kw)
+    g = torch.randn(want.shape, dtype=torch.float64, generator=gen)
+    want_g = torch.autograd.grad(want, [*leaves, c], g)
+    dl = [t.detach().to(dev, dtype).requires_grad_(True) for t in (x, p, a, bias)]
+    cd = torch.tensor(0.7, dtype=dtype, device=dev, requires_grad=True)
+    got = hypops.gyroplane_conv3d(dl[0], dl[1], dl[2], c=cd, bias=dl[3], backend=backend, **kw)
+    got_g = torch.autograd.grad(got, [*dl, cd], g.to(dev, dtype))
+    tol = TOL[dtype]
+    torch.testing.assert_close(got.double().cpu(), want, rtol=tol, atol=tol * (want.abs().max().item() + 1))
+    for gg, wg in zip(got_g, want_g):
+        torch.testing.assert_close(gg.double().cpu(), wg, rtol=10 * tol, atol=10 * tol * (wg.abs().max().item() + 1))

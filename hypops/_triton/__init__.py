@@ -9,6 +9,7 @@ from . import (  # noqa: F401
     expmap,
     expmap0,
     gyroplane_bank,
+    gyroplane_conv3d,
     logmap,
     logmap0,
     mobius_add,

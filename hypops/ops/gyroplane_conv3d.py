@@ -40,6 +40,27 @@ def out_size(x_shape, C, stride, padding, dilation, kernel_size):
     return (x_shape[0], C, *spatial)
 
 
+def register_autograd(name: str) -> None:
+    """Autograd of torch.ops.hypops.<name> (inputs x, p, a, c, bias, geometry...) from its <name>_backward op
+    (gradients of x, p, a, c); the bias gradient is grad summed over batch and voxels. Shared by the native
+    op and the Triton one (hypops/_triton/gyroplane_conv3d.py)."""
+    backward = getattr(torch.ops.hypops, f"{name}_backward")
+
+    def setup_context(ctx, inputs, output):
+        x, p, a, c, bias, *geometry = inputs
+        ctx.save_for_backward(x, p, a, c)
+        ctx.geometry = geometry
+        ctx.has_bias = bias is not None
+
+    def _backward(ctx, grad):
+        grad = grad.contiguous()
+        gx, gp, ga, gc = backward(grad, *ctx.saved_tensors, *ctx.geometry)
+        gbias = grad.sum(dim=(0, 2, 3, 4)) if ctx.has_bias and ctx.needs_input_grad[4] else None
+        return gx, gp, ga, gc, gbias, None, None, None, None
+
+    torch.library.register_autograd(f"hypops::{name}", _backward, setup_context=setup_context)
+
+
 _backend.register("gyroplane_conv3d", "torch", reference.gyroplane_conv3d)
 _backend.register("gyroplane_conv3d", "native", _native)
 if _backend.native_error is None:
@@ -57,16 +78,4 @@ if _backend.native_error is None:
     def _fake_backward(grad, x, p, a, c, stride, padding, dilation, kernel_size):
         return x.new_empty(x.shape), p.new_empty(p.shape), a.new_empty(a.shape), c.new_empty(())
 
-    def _setup(ctx, inputs, output):
-        x, p, a, c, bias, *geometry = inputs
-        ctx.save_for_backward(x, p, a, c)
-        ctx.geometry = geometry
-        ctx.has_bias = bias is not None
-
-    def _backward(ctx, grad):
-        grad = grad.contiguous()
-        gx, gp, ga, gc = torch.ops.hypops.gyroplane_conv3d_backward(grad, *ctx.saved_tensors, *ctx.geometry)
-        gbias = grad.sum(dim=(0, 2, 3, 4)) if ctx.has_bias and ctx.needs_input_grad[4] else None
-        return gx, gp, ga, gc, gbias, None, None, None, None
-
-    torch.library.register_autograd("hypops::gyroplane_conv3d", _backward, setup_context=_setup)
+    register_autograd("gyroplane_conv3d")
