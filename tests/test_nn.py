@@ -7,6 +7,7 @@ import math
 
 import pytest
 import torch
+import hyptest
 from hyptest import ball_points, gen, skip_unless_serves
 
 import hypops
@@ -165,10 +166,11 @@ def _assert_every_parameter_gets_a_gradient(model, out):
         assert prm.grad.abs().sum() > 0, n
 
 
-@pytest.mark.parametrize("parameterization", ["expmap0", "pvae"])
-def test_gradients_reach_every_gyroplane_parameter(backend, parameterization):
+@pytest.mark.parametrize("parameterization,exact", [("expmap0", False), ("pvae", False), ("pvae", True)])
+def test_gradients_reach_every_gyroplane_parameter(backend, parameterization, exact):
     torch.manual_seed(3)
-    m = Gyroplane(3, 4, c=0.8, learnable_c=True, parameterization=parameterization, backend=backend)
+    m = Gyroplane(3, 4, c=0.8, learnable_c=True, parameterization=parameterization, pvae_exact=exact,
+                  backend=backend)
     x = ball_points(10, 3, 0.8, gen(5)).float()
     _assert_every_parameter_gets_a_gradient(m, m(x))
     assert {n for n, _ in m.named_parameters()} >= {"curvature.log_c"}
@@ -265,17 +267,18 @@ def test_pvae_initialisation_follows_pvae():
 
 
 # --- the pvae-compatible option against the published formula -------------------------------------------
-def _published_geodesic_layer(z, W, b, c):
+def _published_geodesic_layer(z, W, b, c, eps=1e-5):
     """pvae's GeodesicLayer (over_param=False) as executed, written out from paper-method.md §1 and §3.1:
     P = proj(expmap0(b W)), A = transp0(P, W) = W max(1 - c|P|^2, 1e-15), then
-    normdist2plane(z, a=P, p=A, signed=True, norm=False) with geoopt's float64 eps 1e-5 and log-form asinh."""
+    normdist2plane(z, a=P, p=A, signed=True, norm=False) with geoopt's projection eps (1e-5 for float64,
+    4e-3 for float32) and log-form asinh."""
     sc = math.sqrt(c)
 
     def nrm(t):
         return t.norm(dim=-1, keepdim=True).clamp_min(1e-15)
 
     def proj(t):
-        maxnorm = (1 - 1e-5) / sc
+        maxnorm = (1 - eps) / sc
         return torch.where(nrm(t) > maxnorm, t / nrm(t) * maxnorm, t)
 
     def madd(x, y):
@@ -340,6 +343,43 @@ def test_pvae_conv_is_the_published_layer_summed_over_the_window():
     torch.testing.assert_close(m(x), want.movedim(-1, 1), rtol=1e-10, atol=1e-12)
 
 
+# inputs at the clip radius: the output's condition number there is ~ 1 / (1 - c|x|^2)^2, hence the tolerances
+@pytest.mark.parametrize("dtype,eps,tol", [(torch.float64, 1e-5, 1e-6), (torch.float32, 4e-3, 2e-4)])
+def test_pvae_exact_equals_the_published_layer_up_to_the_boundary(backend, dtype, eps, tol):
+    """The paper's decoder shape (2 -> 300): some planes start with A outside the ball, and inputs up to the
+    clip radius make the published projection of (-A) (+) x act. pvae_exact copies both; the default
+    (fast) evaluation does not."""
+    torch.manual_seed(0)
+    m = Gyroplane(2, 300, parameterization="pvae", pvae_exact=True, backend=backend).to(dtype)
+    fast = Gyroplane(2, 300, parameterization="pvae", backend=backend).to(dtype)
+    fast.load_state_dict(m.state_dict())
+    A, _ = m.effective_planes()
+    assert (A.norm(dim=-1) >= 1).any()  # the case the option exists for is present
+    fracs = [0.0, 0.3, 0.7, 0.9, 0.99, 0.995, 1 - eps]
+    z = torch.cat([ball_points(40, 2, 1.0, gen(20)), hyptest.points_at(fracs * 4, 2, 1.0, gen(21))])
+    z = z.to(dtype)
+    W, b = m._weight.detach().double(), m._bias.detach().double()
+    want = _published_geodesic_layer(z.double(), W, b, 1.0, eps)
+    got = m(z)
+    assert got.dtype == dtype and torch.isfinite(got).all()
+    torch.testing.assert_close(got.double(), want, rtol=tol, atol=tol)
+    assert not torch.allclose(fast(z).double(), want, rtol=1e-2, atol=1e-2)
+
+
+def test_pvae_exact_conv_is_the_exact_layer_at_every_voxel():
+    torch.manual_seed(1)
+    conv = GyroplaneConv3d(2, 300, 1, tied=True, parameterization="pvae", pvae_exact=True).double()
+    with torch.no_grad():
+        conv.bias.normal_()
+    lin = Gyroplane(2, 300, parameterization="pvae", pvae_exact=True).double()
+    with torch.no_grad():
+        lin._weight.copy_(conv._weight)
+        lin._bias.copy_(conv._bias)
+    x = _grid(3, 2, (2, 2, 2), 1.0, seed=22, max_frac=0.999)
+    want = lin(x.movedim(1, -1)).movedim(-1, 1) + conv.bias.view(-1, 1, 1, 1)
+    torch.testing.assert_close(conv(x), want, rtol=1e-12, atol=1e-12)
+
+
 # --- errors ----------------------------------------------------------------------------------------------
 @pytest.mark.parametrize(
     "make,match",
@@ -366,6 +406,12 @@ def test_pvae_conv_is_the_published_layer_summed_over_the_window():
         (lambda: GyroplaneConv3d(2, 3, 3, dilation=0), "dilation"),
         (lambda: GyroplaneConv3d(2, 3, 3, c=-0.5), "c must be positive"),
         (lambda: GyroplaneConv3d(2, 3, 3, parameterization="pvae"), "tied=True"),
+        (lambda: Gyroplane(2, 3, pvae_exact=True), "pvae_exact"),
+        (lambda: GyroplaneConv3d(2, 3, 1, tied=True, pvae_exact=True), "pvae_exact"),
+        (
+            lambda: GyroplaneConv3d(2, 3, 3, tied=True, parameterization="pvae", pvae_exact=True),
+            "kernel_size=1",
+        ),
         (lambda: ExpMap0(c=0), "c must be positive"),
         (lambda: LogMap0(c=-2.0), "c must be positive"),
     ],

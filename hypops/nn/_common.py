@@ -9,7 +9,7 @@ from numbers import Integral, Real
 import torch
 from torch import nn
 
-from ..ops import expmap0
+from ..ops import dist2plane, expmap0, mobius_add
 
 PARAMETERIZATIONS = ("expmap0", "pvae")
 
@@ -146,3 +146,12 @@ class PlaneParams:
             # pvae calls normdist2plane(x, a, p) as (z, P, A): A is the point, P the normal.
             return A, P
         return expmap0(self.point_tangent, c=c, dim=1, backend=self.backend), self.normal
+
+    def _pvae_exact(self, x: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+        """x [..., D] -> [..., out] evaluated as the published code does, its projection included:
+        D_k = proj((-A_k) (+) x) (hypops.mobius_add projects its result, as geoopt's class method does),
+        then the distance from D_k to the plane through the origin with normal P_k, which is the published
+        asinh(2 sqrt(c) <D_k, P_k> / ((1 - c|D_k|^2) |P_k|)) / sqrt(c). Builds [..., out, D] like pvae."""
+        A, P = self.effective_planes(c)
+        D = mobius_add(-A, x.unsqueeze(-2), c=c, backend=self.backend)
+        return dist2plane(D, torch.zeros_like(P), P, c=c, signed=True, backend=self.backend)

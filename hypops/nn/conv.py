@@ -37,7 +37,9 @@ class GyroplaneConv3d(PlaneParams, nn.Module):
     ``parameterization="pvae"`` (requires ``tied=True``; the published layer has one GeodesicLayer for the
     whole window) uses pvae's ``_weight`` [out_channels, in_dim] and ``_bias`` [out_channels, 1] with the
     published swapped roles, exactly as ``Gyroplane(parameterization="pvae")`` documents; the published
-    GyroplaneConvLayer has no additive bias, so pass ``bias=False`` to reproduce it.
+    GyroplaneConvLayer has no additive bias, so pass ``bias=False`` to reproduce it. ``pvae_exact=True``
+    (kernel size 1, stride 1, padding 0 only: the only configuration the published layer could run) also
+    copies the published projection, as ``Gyroplane(pvae_exact=True)`` documents.
 
     c: a positive float or 0-dim tensor (fixed: a buffer), or a shared ``hypops.nn.Curvature``;
     ``learnable_c=True`` learns it as exp(log_c). ``backend`` is passed to every op the layer calls.
@@ -45,7 +47,7 @@ class GyroplaneConv3d(PlaneParams, nn.Module):
 
     def __init__(self, in_dim: int, out_channels: int, kernel_size, stride=1, padding=0, dilation=1,
                  tied: bool = False, bias: bool = True, c=1.0, learnable_c: bool = False, *,
-                 parameterization: str = "expmap0", backend: str | None = None):
+                 parameterization: str = "expmap0", pvae_exact: bool = False, backend: str | None = None):
         super().__init__()
         where = "hypops.nn.GyroplaneConv3d"
         self.in_dim = check_positive_int(where, "in_dim", in_dim)
@@ -59,6 +61,13 @@ class GyroplaneConv3d(PlaneParams, nn.Module):
         if parameterization == "pvae" and not self.tied:
             raise ValueError(f"{where}: parameterization='pvae' needs tied=True (the published layer applies "
                              "one gyroplane bank at every offset of the window)")
+        pointwise = self.kernel_size == self.stride == (1, 1, 1) and self.padding == (0, 0, 0)
+        if pvae_exact and (parameterization != "pvae" or not pointwise):
+            raise ValueError(
+                f"{where}: pvae_exact=True needs parameterization='pvae', kernel_size=1, stride=1 and "
+                "padding=0 (the published layer's only working configuration)"
+            )
+        self.pvae_exact = bool(pvae_exact)
         self.backend = backend
         self.curvature = make_curvature(where, c, learnable_c)
         # reset_parameters (called by _init_planes) also zeroes the bias, so it must exist first.
@@ -78,6 +87,9 @@ class GyroplaneConv3d(PlaneParams, nn.Module):
                 f"hypops.nn.GyroplaneConv3d: input x must be [B, in_dim={self.in_dim}, X, Y, Z], got {shape}"
             )
         c = self.curvature()
+        if self.pvae_exact:  # kernel size 1: the published per-point map, channels moved last and back
+            y = self._pvae_exact(x.movedim(1, -1), c).movedim(-1, 1)
+            return y if self.bias is None else y + self.bias.view(-1, 1, 1, 1)
         p, a = self.effective_planes(c)
         return gyroplane_conv3d(x, p, a, c=c, bias=self.bias, stride=self.stride, padding=self.padding,
                                 dilation=self.dilation, kernel_size=self.kernel_size, backend=self.backend)
@@ -86,6 +98,8 @@ class GyroplaneConv3d(PlaneParams, nn.Module):
         s = (f"in_dim={self.in_dim}, out_channels={self.out_channels}, kernel_size={self.kernel_size}, "
              f"stride={self.stride}, padding={self.padding}, dilation={self.dilation}, tied={self.tied}, "
              f"bias={self.bias is not None}, parameterization={self.parameterization!r}")
+        if self.pvae_exact:
+            s += ", pvae_exact=True"
         if self.backend is not None:
             s += f", backend={self.backend!r}"
         return s
