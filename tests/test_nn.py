@@ -155,6 +155,21 @@ def test_a_shared_curvature_is_one_parameter():
     assert cur.log_c.grad is not None and cur.log_c.grad != 0
 
 
+def test_state_dict_round_trip_keeps_the_planes_and_a_learned_c():
+    torch.manual_seed(5)
+    src = torch.nn.Sequential(Gyroplane(3, 4, c=0.7, learnable_c=True), torch.nn.Identity())
+    with torch.no_grad():
+        src[0].curvature.log_c.add_(0.3)
+    dst = torch.nn.Sequential(Gyroplane(3, 4, c=0.7, learnable_c=True), torch.nn.Identity())
+    x = ball_points(5, 3, 0.5, gen(23)).float()
+    assert not torch.allclose(dst(x), src(x))
+    dst.load_state_dict(src.state_dict())
+    torch.testing.assert_close(dst(x), src(x), rtol=0, atol=0)
+    assert set(src.state_dict()) == {"0.point_tangent", "0.normal", "0.curvature.log_c"}
+    fixed = GyroplaneConv3d(2, 3, 2, c=0.7)
+    assert set(fixed.state_dict()) == {"point_tangent", "normal", "bias", "curvature.c"}
+
+
 # --- gradients -------------------------------------------------------------------------------------------
 def _assert_every_parameter_gets_a_gradient(model, out):
     (out * torch.linspace(-1, 2, out.numel()).reshape(out.shape).to(out.dtype)).sum().backward()

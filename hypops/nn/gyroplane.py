@@ -28,7 +28,7 @@ class Gyroplane(PlaneParams, nn.Module):
     no more than 1 unit in 256 has 95% of the inputs on one side (twice as long point tangents leave
     2-18% of the units nearly one-sided). The outputs' spread is the inputs' own spread along a random
     direction (std 1.7, 0.85, 0.35 at in_dim 2, 16, 128 for those inputs): a signed distance does not
-    depend on |a|, so no initial scale can change it. |a| ≈ 1 matters for ``mlr_logits``, whose logits
+    depend on |a|, so no initial scale can change it (tests/test_nn.py checks these statistics). |a| ≈ 1 matters for ``mlr_logits``, whose logits
     then start at about λ_p ≈ 2 times the distances.
 
     ``mlr_logits=True`` returns Ganea et al. 2018's hyperbolic MLR logits λ_{p_k} |a_k| d_k (SPEC §1
@@ -41,11 +41,12 @@ class Gyroplane(PlaneParams, nn.Module):
     then, because it passes them to ``normdist2plane(x, a, p)`` in swapped roles, measures the signed,
     unscaled distance to the plane **through A_k with normal P_k**; this option does exactly that. It
     matches the published output wherever the published code's projection of (-A_k) ⊕ x onto radius
-    (1 - eps)/sqrt(c) does not act (that point further than the clip radius from the origin) and while A_k
-    stays inside the ball (nothing in the published layer keeps it there; at in_dim = 2, out = 300, the
+    (1 - eps)/sqrt(c) does not act (i.e. wherever that point lies within the clip radius; inputs near the
+    boundary can take it past) and while A_k stays inside the ball (nothing in the published layer keeps it there; at in_dim = 2, out = 300, the
     paper's decoder, about 0.6% of the planes start with |A_k| >= 1/sqrt(c)). ``pvae_exact=True`` also
     copies that projection (it is one of the published quirks, so it is off by default), which makes the
-    output equal the published one everywhere, planes with A_k outside the ball included; it evaluates
+    output equal the published formula up to rounding everywhere, planes with A_k outside the ball
+    included (tested up to the clip radius in float64 and float32); it evaluates
     hypops.mobius_add then hypops.dist2plane on an [..., out, in_dim] temporary, as the published layer
     does, instead of the two-GEMM bank. ``mlr_logits`` is not part of the published layer and is refused
     with it.
