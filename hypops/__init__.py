@@ -28,7 +28,7 @@ except ImportError as e:  # a source checkout without a build: the torch backend
         stacklevel=2,
     )
 
-from . import distributions, reference  # noqa: E402
+from . import distributions, nn, reference  # noqa: E402
 
 if _backend._has_triton:
     try:
@@ -68,6 +68,7 @@ __all__ = [
     "wrapped_normal_log_prob",
     "reference",
     "distributions",
+    "nn",
     "use_backend",
     "BackendUnavailable",
     "info",
