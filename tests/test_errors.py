@@ -292,7 +292,43 @@ def native_available():
     skip_unless_serves("native", *NATIVE_OPS)
 
 
-@pytest.mark.parametrize("op", NATIVE_OPS)
+# The row ops whose tensors all have one last dimension (the wrapped normal's std may be [..., 1]: tested
+# below; gyroplane_conv3d's direct-call errors are tested in tests/test_gyroplane_conv3d.py).
+NATIVE_ROW_OPS = [op for op in NATIVE_OPS if op != "gyroplane_conv3d" and not op.startswith("wrapped_normal")]
+
+
+@pytest.mark.parametrize("op", ["wrapped_normal_rsample", "wrapped_normal_log_prob"])
+def test_direct_wrapped_normal_errors_name_the_argument(op, native_available):
+    fn = getattr(torch.ops.hypops, op)
+    names, args, _ = _native_args(op)
+    c = torch.tensor(1.0, dtype=torch.float64)
+    assert torch.isfinite(fn(*args, c)).all()
+    i_std = names.index("std")
+    for i, name in enumerate(names):
+        bad = list(args)
+        bad[i] = bad[i].to(torch.int32)
+        with pytest.raises(RuntimeError, match=rf"hypops\.{op}: {name} must .*(floating-point|dtype)"):
+            fn(*bad, c)
+        if i > 0:
+            bad = list(args)
+            bad[i] = bad[i].float()
+            with pytest.raises(RuntimeError, match=rf"hypops\.{op}: .*{name}.*(Float|dtype)"):
+                fn(*bad, c)
+    bad = list(args)
+    bad[i_std] = torch.ones(3, 3, dtype=torch.float64)
+    with pytest.raises(RuntimeError, match=rf"hypops\.{op}: std must have last dimension 4 .*or 1"):
+        fn(*bad, c)
+    other = next(i for i in range(3) if i not in (0, i_std))
+    bad = list(args)
+    bad[other] = torch.full((3, 5), 0.1, dtype=torch.float64)
+    with pytest.raises(RuntimeError, match=rf"hypops\.{op}: the last dimensions differ"):
+        fn(*bad, c)
+    for v in (0.0, -2.0, float("nan")):
+        with pytest.raises(RuntimeError, match=rf"hypops\.{op}: c must be positive and finite"):
+            fn(*args, torch.tensor(v, dtype=torch.float64))
+
+
+@pytest.mark.parametrize("op", NATIVE_ROW_OPS)
 def test_direct_op_errors_name_the_argument(op, native_available):
     fn = getattr(torch.ops.hypops, op)
     names, args, flags = _native_args(op)
@@ -330,7 +366,7 @@ def test_direct_op_errors_name_the_argument(op, native_available):
         fn(None, *args[1:], c, *flags)
 
 
-@pytest.mark.parametrize("op", NATIVE_OPS)
+@pytest.mark.parametrize("op", NATIVE_ROW_OPS)
 def test_direct_op_mixed_devices_raise(op, native_available):
     """A meta tensor next to CPU tensors (a stand-in for a second device) must raise, naming the
     arguments -- not return an uninitialised CPU tensor from the fake (shape) function."""

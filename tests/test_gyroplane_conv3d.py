@@ -375,6 +375,13 @@ def test_native_errors_name_the_argument():
         op(x, p.double(), a, c, None, *geom, [2, 2, 2])
     with pytest.raises(RuntimeError, match="grad must be"):
         torch.ops.hypops.gyroplane_conv3d_backward(torch.zeros(1, 2, 3, 3, 3), x, p, a, c, *geom, [2, 2, 2])
+    # a meta tensor next to CPU tensors (a stand-in for a second device) raises, naming the arguments
+    with pytest.raises(RuntimeError, match="x is on cpu but a is on meta"):
+        op(x, p, a.to("meta"), c, None, *geom, [2, 2, 2])
+    with pytest.raises(RuntimeError, match="c is on meta"):
+        op(x, p, a, c.to("meta"), None, *geom, [2, 2, 2])
+    with pytest.raises(RuntimeError, match="x is undefined|x must be"):
+        op(None, p, a, c, None, *geom, [2, 2, 2])
     # the public function checks hyperparameters before any backend runs
     with pytest.raises(ValueError, match="stride must be >= 1"):
         hypops.gyroplane_conv3d(x, p, a, stride=0)
