@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Sets up everything hypops needs in ./.venv: a virtual environment, torch (the CPU build where no torch
 # is installed yet), the build tools, and hypops itself (editable, with its C++ extension) plus the
-# test and triton extras. Safe to run again: what is there is kept, the extension is rebuilt if changed.
+# test, io and viz extras. Safe to run again: what is there is kept, the extension is rebuilt if changed.
 #
 # Environment:
 #   PYTHON              interpreter for the venv (default: python3)
@@ -24,7 +24,7 @@ fi
 # Build tools (the extension is built against the installed torch: --no-build-isolation), and triton
 # pinned to the version torch 2.13/2.14 expect (an unpinned one downloads a newer release).
 "${PIP[@]}" install -q "scikit-build-core>=0.10" "pybind11>=2.12" cmake ninja numpy "triton==3.8.0"
-"${PIP[@]}" install -q --no-build-isolation -e ".[test]"
+"${PIP[@]}" install -q --no-build-isolation -e ".[test,io,viz]"
 "$VENV/bin/python" -c "import hypops, sys; sys.exit(0 if hypops._backend.native_error is None else 1)" \
   || { echo "setup: the hypops extension did not build or load" >&2; exit 1; }
 echo "setup: done ($("$VENV/bin/python" -c 'import torch, hypops; print("torch", torch.__version__, "hypops", hypops.__version__)'))"
