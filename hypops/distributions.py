@@ -119,10 +119,10 @@ class RiemannianNormal(_BallDistribution):
     wrong), does the same fixed work for every sample and every scale (rejection's cost depends on how
     tight the envelope is, and a loose one costs orders of magnitude at large D and small scale), and has
     no data-dependent loop: no host synchronisation per round, nothing for torch.compile to break on, and
-    the random stream does not depend on acceptance. The iteration is bounded (``_NEWTON_STEPS``); after
-    it, |F(r) - u| is checked against ``_NEWTON_TOL`` (measured worst case 1e-10, D up to 64, scale
-    0.05..7, c 0.1..4) and a miss raises RuntimeError naming the Newton iteration, instead of returning
-    radii from the wrong distribution. The check reads one value back to the host, so it runs on CPU
+    the random stream does not depend on acceptance. The iteration is bounded (``_NEWTON_STEPS``); the
+    residual |F(r) - u| where its last step starts is checked against ``_NEWTON_TOL`` (measured worst case
+    7e-10 there, D up to 64, scale 0.05..7, c 0.1..4; the last step ends near 1e-10) and a miss raises
+    RuntimeError naming the Newton iteration, instead of returning radii from the wrong distribution. The check reads one value back to the host, so it runs on CPU
     tensors always and on GPU tensors when argument validation is on (torch's default), never under
     torch.compile.
 
@@ -132,7 +132,7 @@ class RiemannianNormal(_BallDistribution):
 
     _NODES = 256  # quadrature nodes for the normaliser and the sampler's table
     _NEWTON_STEPS = 4  # from the 256-node table's start, 3 steps reach |F(r) - u| ~ 1e-9, 4 the float64 floor
-    _NEWTON_TOL = 1e-7  # |F(r) - u| accepted after the last step (a quantile off by 1e-7: no visible bias)
+    _NEWTON_TOL = 1e-7  # |F(r) - u| accepted where the last step starts (it ends quadratically below)
     _CDF_NODES = 64  # per-sample CDF on [lo, r] (a shorter interval; Newton only needs it smooth and exact)
 
     _isotropic = True
@@ -198,7 +198,9 @@ class RiemannianNormal(_BallDistribution):
 
     def _sample_radius(self, u, sigma, sc, logZ):
         """Inverse CDF: bisection-free start from the quadrature table, then Newton steps on the exact CDF
-        (the CDF is smooth and strictly increasing on [lo, hi], the density its derivative)."""
+        (the CDF is smooth and strictly increasing on [lo, hi], the density its derivative). Returns the radii
+        and |F(r) - u| where the last step started: with quadratic convergence, that step ends far below it,
+        so it certifies convergence without one more CDF evaluation."""
         with torch.no_grad():
             lo, hi = self._bounds(sigma, sc)
             nodes, logw = self._quad(lo, hi)
@@ -206,22 +208,27 @@ class RiemannianNormal(_BallDistribution):
             cdf = torch.exp(torch.logcumsumexp(logf, dim=-1) - torch.logsumexp(logf, dim=-1, keepdim=True))
             idx = torch.searchsorted(cdf.squeeze(-2).contiguous(), u.contiguous())
             r = torch.gather(nodes.squeeze(-2), -1, idx.clamp(max=nodes.shape[-1] - 1))
+            miss = None
             for _ in range(self._NEWTON_STEPS):
                 F = self._radial_cdf(r, sigma, sc, logZ)
+                miss = (F - u).abs()
                 dens = torch.exp(self._log_radial(r, sigma, sc) - logZ)
                 r = torch.minimum(torch.maximum(r - (F - u) / dens.clamp_min(1e-300), lo), hi)
-        return r
+        return r, miss
 
-    def _check_newton(self, F, u, sigma, sc):
-        """Raises if the bounded Newton iteration left a radius whose CDF misses its uniform by more than
-        _NEWTON_TOL (NaN included)."""
-        miss = (F - u).abs().reshape(-1)
+    def _check_newton(self, miss, sigma, sc):
+        """Raises if the bounded Newton iteration had not converged: |F(r) - u| above _NEWTON_TOL (NaN
+        included) where its last step started."""
+        if miss is None:
+            raise RuntimeError(f"RiemannianNormal: _NEWTON_STEPS must be at least 1, got {self._NEWTON_STEPS}")
+        miss = miss.reshape(-1)
         worst = miss.max()
         if not bool(worst <= self._NEWTON_TOL):
             i = int(miss.nan_to_num(float("inf")).argmax())
             raise RuntimeError(
                 f"RiemannianNormal.rsample: the radius sampler's Newton iteration did not converge in "
-                f"{self._NEWTON_STEPS} steps: |F(r) - u| = {float(miss[i]):.3g} > {self._NEWTON_TOL:g} for "
+                f"{self._NEWTON_STEPS} steps: |F(r) - u| = {float(miss[i]):.3g} > {self._NEWTON_TOL:g} before "
+                f"the last step, for "
                 f"scale = {float(sigma.reshape(-1)[i]):.6g}, c = {float(sc) ** 2:.6g}, "
                 f"D = {self.event_shape[0]} (F: the radial CDF, u: its uniform target)"
             )
@@ -233,15 +240,12 @@ class RiemannianNormal(_BallDistribution):
         sc = self._c64().sqrt()
         logZ = self.log_normalizer_radial().unsqueeze(-1).expand(shape[:-1] + (1,))
         u = torch.rand(shape[:-1] + (1,), dtype=torch.float64, device=dev)
-        r = self._sample_radius(u, sigma, sc, logZ)
-        check = not torch.compiler.is_compiling() and (dev.type == "cpu" or bool(self._validate_args))
-        need_grad = sigma.requires_grad or sc.requires_grad
-        if check or need_grad:
-            F = self._radial_cdf(r, sigma, sc, logZ)
-        if check:
-            self._check_newton(F.detach(), u, sigma, sc)
-        if need_grad:
+        r, miss = self._sample_radius(u, sigma, sc, logZ)
+        if not torch.compiler.is_compiling() and (dev.type == "cpu" or bool(self._validate_args)):
+            self._check_newton(miss, sigma, sc)
+        if sigma.requires_grad or sc.requires_grad:
             # implicit reparameterisation: dr/dtheta = -(dF/dtheta) / (dF/dr), dF/dr the radial density
+            F = self._radial_cdf(r, sigma, sc, logZ)
             dens = torch.exp(self._log_radial(r, sigma, sc) - logZ).detach()
             r = r - (F - F.detach()) / dens
         direction = torch.randn(shape, dtype=dtype, device=dev)
