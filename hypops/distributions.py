@@ -116,15 +116,15 @@ class RiemannianNormal(_BallDistribution):
     Radii are drawn by inverse CDF: a start from the quadrature table, then a fixed number of Newton steps
     on the exact CDF, all batched tensor code. Inverse CDF rather than rejection sampling (what pvae does,
     and what the issue first asked for) because it is exact (one uniform per sample, no envelope to get
-    wrong), does the same fixed work for every sample and every scale (rejection's cost depends on how
-    tight the envelope is, and a loose one costs orders of magnitude at large D and small scale), and has
-    no data-dependent loop: no host synchronisation per round, nothing for torch.compile to break on, and
-    the random stream does not depend on acceptance. The iteration is bounded (``_NEWTON_STEPS``); the
-    residual |F(r) - u| where its last step starts is checked against ``_NEWTON_TOL`` (measured worst case
-    7e-10 there, D up to 64, scale 0.05..7, c 0.1..4; the last step ends near 1e-10) and a miss raises
-    RuntimeError naming the Newton iteration, instead of returning radii from the wrong distribution. The check reads one value back to the host, so it runs on CPU
-    tensors always and on GPU tensors when argument validation is on (torch's default), never under
-    torch.compile.
+    wrong), does the same fixed work for every sample and every scale (a rejection sampler's rounds depend
+    on how well its envelope fits, which varies with D, scale and c), and has no data-dependent loop: no
+    host synchronisation per round, nothing for torch.compile to break on, and a random stream that does
+    not depend on acceptance. The iteration is bounded (``_NEWTON_STEPS``); the residual |F(r) - u| where
+    its last step starts is checked against ``_NEWTON_TOL`` (measured worst case 7e-10 there, D up to 64,
+    scale 0.05..7, c 0.1..4; the last step ends near 1e-10) and a miss raises RuntimeError naming the
+    Newton iteration, instead of returning radii from the wrong distribution. The check reads one value
+    back to the host, so it runs on CPU tensors always and on GPU tensors when argument validation is on
+    (torch's default), never under torch.compile.
 
     Gradients reach loc, scale and c: loc and c through the ops; scale by implicit reparameterisation,
     dr/dscale = -(dF/dscale) / (dF/dr), F the radial CDF.
@@ -220,15 +220,15 @@ class RiemannianNormal(_BallDistribution):
         """Raises if the bounded Newton iteration had not converged: |F(r) - u| above _NEWTON_TOL (NaN
         included) where its last step started."""
         if miss is None:
-            raise RuntimeError(f"RiemannianNormal: _NEWTON_STEPS must be at least 1, got {self._NEWTON_STEPS}")
+            raise RuntimeError(f"RiemannianNormal: _NEWTON_STEPS must be >= 1, got {self._NEWTON_STEPS}")
         miss = miss.reshape(-1)
         worst = miss.max()
         if not bool(worst <= self._NEWTON_TOL):
             i = int(miss.nan_to_num(float("inf")).argmax())
             raise RuntimeError(
                 f"RiemannianNormal.rsample: the radius sampler's Newton iteration did not converge in "
-                f"{self._NEWTON_STEPS} steps: |F(r) - u| = {float(miss[i]):.3g} > {self._NEWTON_TOL:g} before "
-                f"the last step, for "
+                f"{self._NEWTON_STEPS} steps: |F(r) - u| = {float(miss[i]):.3g} > {self._NEWTON_TOL:g} "
+                f"before the last step, for "
                 f"scale = {float(sigma.reshape(-1)[i]):.6g}, c = {float(sc) ** 2:.6g}, "
                 f"D = {self.event_shape[0]} (F: the radial CDF, u: its uniform target)"
             )
