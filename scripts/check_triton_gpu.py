@@ -32,6 +32,7 @@ from hypops._triton import (  # noqa: E402
     logmap0,
     mobius_add,
     project,
+    wrapped_normal,
 )
 
 TARGET = GPUTarget("cuda", 90, 32)
@@ -73,6 +74,12 @@ def main() -> int:
             jobs.append((_rowwise.binary_bwd_kernel, st, {**blk, "EPS": EPS[st], "COEF_BWD": bwd}))
         jobs.append((dist.dist_fwd_kernel, st, blk))
         jobs.append((dist.dist_bwd_kernel, st, blk))
+        for iso in (False, True):
+            wn = {**blk, "ISO": iso}
+            jobs.append((wrapped_normal.rsample_fwd_kernel, st, {**wn, "EPS": EPS[st]}))
+            jobs.append((wrapped_normal.rsample_bwd_kernel, st, {**wn, "EPS": EPS[st]}))
+            jobs.append((wrapped_normal.log_prob_fwd_kernel, st, wn))
+            jobs.append((wrapped_normal.log_prob_bwd_kernel, st, wn))
         for signed, scaled in itertools.product([False, True], repeat=2):
             flags = {"SIGNED": signed, "SCALED": scaled}
             jobs.append((dist2plane.dist2plane_fwd_kernel, st, {**blk, **flags}))

@@ -10,7 +10,10 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.mark.parametrize("script", ["bench_pointwise.py", "bench_gyroplane_bank.py", "bench_gyroplane_conv3d.py"])
+@pytest.mark.parametrize(
+    "script",
+    ["bench_pointwise.py", "bench_gyroplane_bank.py", "bench_gyroplane_conv3d.py", "bench_wrapped_normal.py"],
+)
 def test_benchmark_script_quick_run(script, tmp_path):
     proc = subprocess.run(
         [sys.executable, str(ROOT / "benchmarks" / script), "--quick", "--out-dir", str(tmp_path)],

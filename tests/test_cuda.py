@@ -1,5 +1,5 @@
-"""The GPU test matrix: every pointwise op on CUDA tensors, for each backend that can serve CUDA (native
-CUDA kernels, Triton), against the float64 reference on the CPU, forward and backward.
+"""The GPU test matrix: every pointwise op and the wrapped normal on CUDA tensors, for each backend that can
+serve CUDA (native CUDA kernels, Triton), against the float64 reference on the CPU, forward and backward.
 Run with `pytest -m cuda` on a machine with an NVIDIA GPU; skipped elsewhere."""
 
 import pytest
@@ -7,6 +7,7 @@ import torch
 
 import hypops
 from hypops import _backend
+from hypops._constants import PROJ_EPS
 
 pytestmark = [
     pytest.mark.cuda,
@@ -110,3 +111,44 @@ def test_cuda_gyroplane_conv3d(backend, tied, dtype):
     torch.testing.assert_close(got.double().cpu(), want, rtol=tol, atol=tol * (want.abs().max().item() + 1))
     for gg, wg in zip(got_g, want_g):
         torch.testing.assert_close(gg.double().cpu(), wg, rtol=10 * tol, atol=10 * tol * (wg.abs().max().item() + 1))
+
+@pytest.mark.parametrize("backend", ["native", "triton"])
+@pytest.mark.parametrize("dtype", list(TOL))
+@pytest.mark.parametrize("iso", [False, True], ids=["diagonal", "isotropic"])
+@pytest.mark.parametrize("op", ["wrapped_normal_rsample", "wrapped_normal_log_prob"])
+def test_cuda_wrapped_normal_matches_reference(op, iso, dtype, backend):
+    """Noise [K, B, D] against mu, std [B, D] or [B, 1] (the VAE's shapes), every input's gradient and c's."""
+    dev = torch.device("cuda")
+    why = _backend.reasons(backend, op, dev)
+    if why:
+        pytest.skip("; ".join(why))
+    gen = torch.Generator().manual_seed(1)
+    K, B, D = 3, 257, 33
+    mu = torch.randn(B, D, dtype=torch.float64, generator=gen)
+    mu = mu / mu.norm(dim=-1, keepdim=True) * torch.rand(B, 1, dtype=torch.float64, generator=gen) * 0.9
+    std = torch.rand(B, 1 if iso else D, dtype=torch.float64, generator=gen) * 0.8 + 0.2
+    eps = torch.randn(K, B, D, dtype=torch.float64, generator=gen)
+    if op == "wrapped_normal_rsample":
+        base = [mu, std, eps]
+    else:
+        base = [hypops.reference.wrapped_normal_rsample(mu, std, eps, c=0.8), mu, std]
+    c = torch.tensor(0.8, dtype=torch.float64, requires_grad=True)
+    ins = [t.to(dev, dtype).requires_grad_() for t in base]
+    cg = c.detach().to(dev).requires_grad_()
+    out = getattr(hypops, op)(*ins, c=cg, backend=backend)
+    ref_ins = [t.to(dtype).double().requires_grad_() for t in base]
+    ref = getattr(hypops.reference, op)(*ref_ins, c=c)
+    if op == "wrapped_normal_rsample":  # the op projects with its dtype's eps, the reference with 1e-5
+        n = ref.norm(dim=-1, keepdim=True)
+        maxnorm = (1 - PROJ_EPS[dtype]) / c.sqrt()
+        ref = torch.where(n > maxnorm, ref / n * maxnorm, ref)
+    tol = TOL[dtype]
+    scale = max(1.0, ref.abs().max().item())
+    torch.testing.assert_close(out.double().cpu() / scale, ref.detach() / scale, rtol=tol, atol=tol)
+    grad = torch.randn(ref.shape, dtype=torch.float64, generator=gen)
+    got = torch.autograd.grad(out, ins + [cg], grad.to(dev, dtype))
+    want = torch.autograd.grad(ref, ref_ins + [c], grad)
+    for gi, wi in zip(got, want):
+        scale = max(1.0, wi.abs().max().item())
+        torch.testing.assert_close(gi.double().cpu() / scale, wi / scale, rtol=10 * tol, atol=10 * tol)
+    assert torch.isfinite(out).all()

@@ -146,3 +146,18 @@ def test_validation_is_optional_and_clear():
     WrappedNormal(torch.tensor([2.0, 0.0]), torch.tensor([0.5, 0.5]), validate_args=False)
     with pytest.raises(ValueError, match="isotropic"):
         RiemannianNormal(torch.zeros(2), torch.tensor([0.5, 0.5]))
+
+
+def test_riemannian_radius_newton_is_bounded_and_checked(monkeypatch):
+    """The radius sampler runs a fixed number of Newton steps and then checks |F(r) - u|: with too few
+    steps (here one: its start, the quadrature table's radius, is ~1e-3 off) it raises, naming the iteration,
+    rather than returning radii from the wrong distribution; with validation off too, on CPU."""
+    loc = torch.zeros(64, 8, dtype=torch.float64)
+    scale = torch.full((64, 1), 0.7, dtype=torch.float64)
+    torch.manual_seed(3)
+    RiemannianNormal(loc, scale, c=1.0).rsample((4,))  # the default steps converge
+    monkeypatch.setattr(RiemannianNormal, "_NEWTON_STEPS", 1)
+    for validate in (True, False):
+        msg = r"Newton iteration did not converge in 1 steps: \|F\(r\) - u\|"
+        with pytest.raises(RuntimeError, match=msg):
+            RiemannianNormal(loc, scale, c=1.0, validate_args=validate).rsample((4,))

@@ -2,7 +2,8 @@
 // wrapped_normal_rsample_coef and wrapped_normal_log_prob_rows).
 //
 // std is diagonal [..., D] or isotropic [..., 1]; the isotropic case is read with a column stride of 0
-// (template flag ISO) instead of being expanded to [..., D] in memory.
+// (template flag ISO) instead of being expanded to [..., D] in memory (row views: cpu/wrapped_normal_rows.h,
+// shared with the CUDA kernels).
 //
 // rsample backward: with v = std * eps / 2 and l = A <g,mu> + B <g,v>,
 //   grad_mu = A g + 2 l_mm mu + l_mv v,  grad_v = B g + 2 l_vv v + l_mv mu,
@@ -15,42 +16,10 @@
 
 #include <cmath>
 
-#include "cpu/rows.h"
+#include "cpu/wrapped_normal_rows.h"
 
 namespace hypops {
 namespace {
-
-// Rows of mu/eps (or z/mu) broadcast together with std's leading dims; std as [N, 1] or [N, D].
-struct WnRows {
-  Rows r;           // the [N, D] inputs other than std
-  at::Tensor std_;  // [N, 1] (iso) or [N, D]
-  bool iso;
-};
-
-WnRows wn_rows(const char* op, const at::Tensor& a, const char* an, const at::Tensor& b, const char* bn,
-               const at::Tensor& std) {
-  check_rows(op, {{&a, an}, {&b, bn}});
-  TORCH_CHECK(is_float_dtype(std.scalar_type()) && std.scalar_type() == a.scalar_type(), "hypops.", op,
-              ": std must have the dtype of ", an, " (", a.scalar_type(), "), got ", std.scalar_type());
-  TORCH_CHECK(std.device() == a.device(), "hypops.", op, ": std is on ", std.device(), " but ", an, " is on ",
-              a.device());
-  TORCH_CHECK(std.dim() >= 1 && (std.size(-1) == a.size(-1) || std.size(-1) == 1), "hypops.", op,
-              ": std must have last dimension ", a.size(-1), " (diagonal) or 1 (isotropic), got ",
-              std.dim() ? std.size(-1) : 0);
-  const int64_t D = a.size(-1);
-  const bool iso = std.size(-1) == 1 && D > 1;
-  // the common leading shape of all three
-  std::vector<int64_t> lead = at::infer_size(a.sizes().slice(0, a.dim() - 1), b.sizes().slice(0, b.dim() - 1));
-  lead = at::infer_size(lead, std.sizes().slice(0, std.dim() - 1));
-  std::vector<int64_t> shape = lead;
-  shape.push_back(D);
-  WnRows w{make_rows({a.expand(shape), b.expand(shape)}), at::Tensor(), iso};
-  std::vector<int64_t> sshape = lead;
-  sshape.push_back(iso ? 1 : D);
-  w.std_ = std.expand(sshape).reshape({w.r.N, iso ? 1 : D});
-  if (w.std_.stride(-1) != 1 && !iso) w.std_ = w.std_.contiguous();
-  return w;
-}
 
 template <typename scalar_t> inline int64_t srow_stride(const at::Tensor& s) {
   return s.size(0) > 1 ? s.stride(0) : 0;
@@ -153,10 +122,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> wrapped_normal_rsampl
   HYPOPS_DISPATCH_FLOATS(mu.scalar_type(), "wrapped_normal_rsample_backward", [&] {
     gc = w.iso ? rsample_bwd<scalar_t, true>(w, g, gm, gs, ge, cv) : rsample_bwd<scalar_t, false>(w, g, gm, gs, ge, cv);
   });
-  std::vector<int64_t> sshape(w.r.shape.begin(), w.r.shape.end() - 1);
-  sshape.push_back(w.iso ? 1 : w.r.D);
-  return {reduce_to(gm, w.r.shape, mu), gs.view(sshape).sum_to_size(std.sizes()).contiguous(),
-          reduce_to(ge, w.r.shape, eps), grad_c_tensor(gc, c)};
+  return {reduce_to(gm, w.r.shape, mu), wn_std_grad(gs, w, std), reduce_to(ge, w.r.shape, eps), grad_c_tensor(gc, c)};
 }
 
 // log_prob: the row reductions.
@@ -268,10 +234,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> wrapped_normal_log_pr
   HYPOPS_DISPATCH_FLOATS(z.scalar_type(), "wrapped_normal_log_prob_backward", [&] {
     gc = w.iso ? log_prob_bwd<scalar_t, true>(w, g, gz, gm, gs, cv) : log_prob_bwd<scalar_t, false>(w, g, gz, gm, gs, cv);
   });
-  std::vector<int64_t> sshape(w.r.shape.begin(), w.r.shape.end() - 1);
-  sshape.push_back(w.iso ? 1 : w.r.D);
-  return {reduce_to(gz, w.r.shape, z), reduce_to(gm, w.r.shape, mu), gs.view(sshape).sum_to_size(std.sizes()).contiguous(),
-          grad_c_tensor(gc, c)};
+  return {reduce_to(gz, w.r.shape, z), reduce_to(gm, w.r.shape, mu), wn_std_grad(gs, w, std), grad_c_tensor(gc, c)};
 }
 
 }  // namespace

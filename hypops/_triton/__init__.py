@@ -14,4 +14,5 @@ from . import (  # noqa: F401
     logmap0,
     mobius_add,
     project,
+    wrapped_normal,
 )
