@@ -129,7 +129,8 @@ def test_seeded_determinism_and_fresh_steps():
     assert not torch.equal(b1.anchor_box, b3.anchor_box)
     assert not torch.equal(b1.anchor, b3.anchor)
     # sizes differ between steps (fresh sizes every step, not frozen at construction)
-    assert not torch.equal(b1.anchor_box[:, 1] - b1.anchor_box[:, 0], b3.anchor_box[:, 1] - b3.anchor_box[:, 0])
+    size1, size3 = (b.anchor_box[:, 1] - b.anchor_box[:, 0] for b in (b1, b3))
+    assert not torch.equal(size1, size3)
     other = TripletSampler(vols, 32, seed=8).sample()
     assert not torch.equal(b1.anchor_box, other.anchor_box)
 

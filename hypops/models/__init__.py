@@ -2,9 +2,20 @@
 (SPEC §4). See each module's docstring for the API."""
 
 from .sampling import TripletBatch, TripletSampler, sample_triplets
+from .triplet import HierarchicalTripletLoss
+from .vae import ABLATIONS, PRESETS, DenseConfig, DenseVAE, PaperConfig, PaperVAE, build_vae, paper_ablation
 
 __all__ = [
+    "ABLATIONS",
+    "PRESETS",
+    "DenseConfig",
+    "DenseVAE",
+    "HierarchicalTripletLoss",
+    "PaperConfig",
+    "PaperVAE",
     "TripletBatch",
     "TripletSampler",
+    "build_vae",
+    "paper_ablation",
     "sample_triplets",
 ]

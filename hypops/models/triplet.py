@@ -1,8 +1,8 @@
 """The hierarchical triplet loss of Hsu et al. 2021 (eq. 8 of the paper; SPEC §4).
 
-    L = mean_b max(0, d(anchor_b, positive_b)^q - d(anchor_b, negative_b)^q + margin),  q = 2 if squared else 1
+    L = mean_b max(0, d(anchor_b, positive_b)^q - d(anchor_b, negative_b)^q + margin)
 
-on encoder means: the anchor ("parent") patch should be closer to its positive child (same centre, smaller)
+with q = 2 if squared else 1, on encoder means: the anchor ("parent") patch should be closer to its positive child (same centre, smaller)
 than to a negative child (same size, outside the parent).
 
 Published code vs paper: the code squares the distances (``squared=True``, the default here, reproduces
@@ -41,7 +41,8 @@ class HierarchicalTripletLoss(nn.Module):
         if metric not in METRICS:
             raise ValueError(f"HierarchicalTripletLoss: metric must be one of {METRICS}, got {metric!r}")
         if not isinstance(c, torch.Tensor) and not (isinstance(c, (int, float)) and c > 0):
-            raise ValueError(f"HierarchicalTripletLoss: c must be a positive float or a 0-dim tensor, got {c!r}")
+            raise ValueError(f"HierarchicalTripletLoss: c must be a positive float or a 0-dim tensor, "
+                             f"got {c!r}")
         self.margin = float(margin)
         self.squared = bool(squared)
         self.c = c
