@@ -367,9 +367,13 @@ template <typename S> HYPOPS_HD Dist2PlaneGrad<S> dist2plane_grad(S xx, S pp, S 
   const S z_dd = (sc2 * wa_dd - z * (dn_on ? O_dd * an : zero)) * inv_dn;
   const S z_da = sc2 * wa_da * inv_dn;
   const S z_c = (T(2) * sc_c * wa + sc2 * wa_c - z * (dn_on ? O_c * an : zero)) * inv_dn;
-  // out = asinh(z) / sc; asinh'(z) = 1/sqrt(1 + z^2), written so that z^2 cannot overflow (as h_asinh's Dual)
+  // out = asinh(z) / sc; asinh'(z) = 1/sqrt(1 + z^2), as u/sqrt(1 + u^2) with u = 1/|z| where |z| > 1 so
+  // that z^2 cannot overflow (h_asinh's Dual writes the same; here one division and one sqrt serve both
+  // branches, since a vectorised loop evaluates both arms of a select)
   const S az = value(z) < T(0) ? -z : z;
-  const S hd = value(az) > T(1) ? (T(1) / az) / h_sqrt(T(1) + T(1) / (az * az)) : T(1) / h_sqrt(T(1) + z * z);
+  const bool zbig = value(az) > T(1);
+  const S u = zbig ? T(1) / az : z;
+  const S hd = (zbig ? u : S(T(1))) / h_sqrt(T(1) + u * u);
   const S inv_sc = T(1) / sc;
   const S out = h_asinh(z) * inv_sc;
   const S k = hd * inv_sc;
