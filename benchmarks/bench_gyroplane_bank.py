@@ -47,7 +47,12 @@ try:
 except ImportError:  # pragma: no cover
     geoopt = None
 
-CANDIDATES = ("native", "reference", "compiled", "geoopt")
+CANDIDATES = ("native", "reference", "compiled", "geoopt", "native-baseline", "native-scalar")
+# Run by default; the other two are native with other CPU kernels (csrc/cpu/simd/), on request
+# (--candidates): "native-baseline" the x86-64 baseline (SSE2) build of the vectorised kernels (what a CPU
+# without AVX2 runs), "native-scalar" the plain per-pair loop on libm / Dual numbers (the kernels before
+# vectorisation), so that both compare with "native" side by side in one run.
+DEFAULT_CANDIDATES = ("native", "reference", "compiled", "geoopt")
 MODES = ("fwd", "fwdbwd")
 RTOL, ATOL = 2e-3, 2e-4
 GEOOPT_TOL_SCALE = 10.0  # geoopt's asinh is log(z + sqrt(1 + z^2)), which loses digits for z << 0
@@ -73,7 +78,8 @@ def make_inputs(n: int, d: int, p: int, seed: int = 0):
 # Rough peak of the broadcasting candidates in units of one [N, P, D] float32 temporary (fwd, fwdbwd),
 # from measurements with this script (reference ~3x / ~6.5x, geoopt ~3x / ~5.5x, compiled ~1x / ~2.5x),
 # rounded up. Used to skip candidates when peak memory is not measured (--no-memory, pytest).
-TEMP_FACTOR = {"reference": (4, 8), "geoopt": (4, 8), "compiled": (2, 3), "native": (0, 0)}
+TEMP_FACTOR = {"reference": (4, 8), "geoopt": (4, 8), "compiled": (2, 3), "native": (0, 0), "native-baseline": (0, 0),
+               "native-scalar": (0, 0)}
 
 
 def estimate_bytes(cand: str, mode: str, n: int, d: int, p: int) -> float:
@@ -89,9 +95,22 @@ def compiled_bank():
     return _COMPILED["f"]
 
 
+def native_with(kernels: str, x, p, a, c):
+    """hypops native with the given CPU kernels. They are chosen when the call runs, so the backward
+    (run later by autograd) uses whatever the last forward set, which is this candidate's in the
+    timed loop (one candidate at a time)."""
+    if hasattr(hypops._C, "_set_cpu_kernels"):
+        hypops._C._set_cpu_kernels(kernels)
+    elif kernels != "best":
+        raise RuntimeError("this build of hypops has no selectable CPU kernels")
+    return hypops.gyroplane_bank(x, p, a, c=c, backend="native")
+
+
 def forward_fns(ball):
     return {
-        "native": lambda x, p, a, c: hypops.gyroplane_bank(x, p, a, c=c, backend="native"),
+        "native": lambda x, p, a, c: native_with("best", x, p, a, c),
+        "native-baseline": lambda x, p, a, c: native_with("baseline", x, p, a, c),
+        "native-scalar": lambda x, p, a, c: native_with("scalar", x, p, a, c),
         "reference": lambda x, p, a, c: reference.gyroplane_bank(x, p, a, c=c),
         "compiled": lambda x, p, a, c: compiled_bank()(x, p, a, c=c),
         "geoopt": lambda x, p, a, c: ball.dist2plane(x.unsqueeze(-2), p, a, signed=True),
@@ -191,7 +210,7 @@ def main(argv=None) -> int:
         return 0
 
     harness.set_threads(args.threads)
-    cands = [c.strip() for c in args.candidates.split(",")] if args.candidates else list(CANDIDATES)
+    cands = [c.strip() for c in args.candidates.split(",")] if args.candidates else list(DEFAULT_CANDIDATES)
     if args.no_compile or (args.quick and not args.candidates):
         cands = [c for c in cands if c != "compiled"]
     if geoopt is None:

@@ -24,7 +24,7 @@ if os.environ.get("HYPOPS_BENCH_SIZE", "small") == "large":
 else:
     N, DS, PS = 4096, (2, 16), (64,)
 BUDGET = float(os.environ.get("HYPOPS_BENCH_MEM_GIB", "8")) * 2**30
-CASES = [(d, p, mode, cand) for d in DS for p in PS for mode in bb.MODES for cand in bb.CANDIDATES]
+CASES = [(d, p, mode, cand) for d in DS for p in PS for mode in bb.MODES for cand in bb.DEFAULT_CANDIDATES]
 
 
 @functools.lru_cache(maxsize=1)

@@ -19,6 +19,8 @@ def info() -> dict:
         from . import _C
 
         build.update(compiler=_C.compiler, openmp=bool(_C.has_openmp), simd=_C.simd, cuda=bool(_C.has_cuda))
+        # the per-ISA CPU kernels chosen at run time (csrc/cpu/simd/); older builds lack the function
+        build["cpu_kernels"] = _C.cpu_kernels() if hasattr(_C, "cpu_kernels") else None
     else:
         build["error"] = _backend.native_error
     try:

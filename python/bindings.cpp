@@ -2,7 +2,12 @@
 // the module itself only exposes how it was built, for hypops.info().
 #include <pybind11/pybind11.h>
 
+#include <pybind11/stl.h>
+
+#include <vector>
+
 #include "common/math.h"
+#include "cpu/simd/bank_kernels.h"
 
 #ifndef HYPOPS_WITH_CUDA
 #define HYPOPS_WITH_CUDA 0
@@ -34,7 +39,29 @@ PYBIND11_MODULE(_C, m) {
 #else
   m.attr("has_openmp") = false;
 #endif
-  m.attr("simd") = simd_level();
+  m.attr("simd") = simd_level();  // what the build targets; the hot loops dispatch at run time:
+  // which per-ISA CPU kernels run (csrc/cpu/simd/): "avx2", "baseline" or "scalar".
+  m.def("cpu_kernels", [] { return std::string(hypops::simd::kernels_name()); });
+  m.def("_set_cpu_kernels", [](const std::string& name) {
+    if (!hypops::simd::set_kernels(name.c_str())) {
+      throw py::value_error("hypops: CPU kernels '" + name + "' are unknown or unsupported by this CPU");
+    }
+  }, "Switch the CPU kernels (tests and benchmarks): 'avx2', 'baseline' or 'scalar'.");
+  // The vectorised asinh of the kernels in use, over a list (tests compare it with libm's).
+  m.def("_kernel_asinh", [](const std::vector<double>& xs, bool as_float) {
+    const auto& k = hypops::simd::bank_kernels();
+    if (k.asinh_d == nullptr) throw py::value_error("hypops: the scalar kernels have no vectorised asinh");
+    const int64_t n = int64_t(xs.size());
+    std::vector<double> out(xs.size());
+    if (as_float) {
+      std::vector<float> in(xs.begin(), xs.end()), o(xs.size());
+      k.asinh_f(in.data(), o.data(), n);
+      out.assign(o.begin(), o.end());
+    } else {
+      k.asinh_d(xs.data(), out.data(), n);
+    }
+    return out;
+  });
   m.attr("compiler") = HYPOPS_COMPILER;
   py::dict constants;
   constants["MIN_NORM"] = hypops::MIN_NORM;

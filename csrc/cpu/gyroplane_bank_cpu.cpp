@@ -11,10 +11,19 @@
 //   grad_p = p * colsum(2 l_pp + 2 l_dd) + a * colsum(l_pa - l_da) - 2 L_dd^T X
 //   grad_a = a * colsum(2 l_aa) + p * colsum(l_pa - l_da) + L_da^T X
 // i.e. again GEMMs plus O(N P) scalar work.
+//
+// That per-pair scalar work (forward and backward) runs in csrc/cpu/simd/bank_kernels.cpp, vectorised
+// across planes and compiled per instruction set (AVX2+FMA or the SSE2 baseline, chosen at run time).
+// The plain loops below evaluate the same formula through libm, one pair at a time; they run only when
+// the kernels are set to "scalar" (HYPOPS_CPU_KERNELS=scalar or hypops._C._set_cpu_kernels), as the
+// reference that tests and benchmarks compare the vectorised kernels with.
 #include <torch/library.h>
+
+#include <vector>
 
 #include "common/gyroplane_bank.h"
 #include "cpu/rows.h"
+#include "cpu/simd/bank_kernels.h"
 
 namespace hypops {
 namespace {
@@ -47,6 +56,23 @@ at::Tensor gyroplane_bank_cpu(const at::Tensor& x, const at::Tensor& p, const at
                 *pp_ = pp.data_ptr<acc_t>(), *aa_ = aa.data_ptr<acc_t>(), *pa_ = pa.data_ptr<acc_t>();
     scalar_t* O = out.data_ptr<scalar_t>();
     const acc_t c_ = acc_t(cv);
+    const simd::BankKernels& kern = simd::bank_kernels();
+    if (kern.fwd_f != nullptr) {
+      const simd::BankFwd<acc_t> args{xx_, xp, xa, pp_, aa_, pa_, c_, Pn, is_signed, scaled};
+      at::parallel_for(0, N, row_grain(Pn), [&](int64_t b, int64_t e) {
+        std::vector<acc_t> tmp;  // half types: a row in float, rounded on the way out
+        if constexpr (!std::is_same_v<acc_t, scalar_t>) tmp.resize(Pn);
+        for (int64_t n = b; n < e; ++n) {
+          if constexpr (std::is_same_v<acc_t, scalar_t>) {
+            simd::run_fwd(kern, args, n, reinterpret_cast<acc_t*>(O) + n * Pn);  // same type here
+          } else {
+            simd::run_fwd(kern, args, n, tmp.data());
+            for (int64_t k = 0; k < Pn; ++k) O[n * Pn + k] = scalar_t(tmp[k]);
+          }
+        }
+      });
+      return;
+    }
     for_rows(N, Pn, [&](int64_t n) {
       for (int64_t k = 0; k < Pn; ++k) {
         const int64_t j = n * Pn + k;
@@ -82,6 +108,13 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> gyroplane_bank_backwa
                 *g = G.data_ptr<acc_t>();
     acc_t *ldd = Ldd.data_ptr<acc_t>(), *lda = Lda.data_ptr<acc_t>(), *mp = Mp.data_ptr<acc_t>(),
           *mpa = Mpa.data_ptr<acc_t>(), *ma = Ma.data_ptr<acc_t>(), *rx = Rx.data_ptr<acc_t>();
+    const simd::BankKernels& kern = simd::bank_kernels();
+    if (kern.bwd_d != nullptr) {
+      const simd::BankBwd<acc_t> args{xx_, xp, xa, pp_, aa_, pa_, g, cv, Pn, is_signed, scaled,
+                                      ldd, lda, mp, mpa, ma, rx};
+      gc = sum_rows(N, Pn, [&](int64_t n) { return simd::run_bwd(kern, args, n); });
+      return;
+    }
     gc = sum_rows(N, Pn, [&](int64_t n) {
       double gcn = 0;
       acc_t rxn = 0;

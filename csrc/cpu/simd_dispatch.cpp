@@ -1,0 +1,57 @@
+// Run-time choice of the per-ISA kernels (csrc/cpu/simd/). Built with the baseline flags like every
+// other TU; it only reads CPUID (through gcc's __builtin_cpu_supports) and hands out function tables.
+#include <atomic>
+#include <cstdlib>
+#include <cstring>
+
+#include "cpu/simd/bank_kernels.h"
+
+namespace hypops {
+namespace simd {
+namespace {
+
+// "scalar": no table functions; gyroplane_bank_cpu.cpp then runs its plain per-pair loop on libm (the
+// code before vectorisation), kept as the reference the tests and benchmarks compare the tables with.
+const BankKernels scalar_kernels = {"scalar", nullptr, nullptr, nullptr, nullptr, nullptr, nullptr};
+
+bool cpu_has_avx2_fma() {
+#if defined(__x86_64__) && defined(__GNUC__)
+  __builtin_cpu_init();
+  return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+#else
+  return false;
+#endif
+}
+
+const BankKernels* choose(const char* name) {
+  if (name == nullptr || std::strcmp(name, "avx2") == 0 || std::strcmp(name, "best") == 0) {
+    return cpu_has_avx2_fma() ? &isa_avx2::kernels : &isa_baseline::kernels;
+  }
+  if (std::strcmp(name, "baseline") == 0) return &isa_baseline::kernels;
+  if (std::strcmp(name, "scalar") == 0) return &scalar_kernels;
+  return nullptr;
+}
+
+std::atomic<const BankKernels*>& current() {
+  static std::atomic<const BankKernels*> k{[] {
+    const BankKernels* c = choose(std::getenv("HYPOPS_CPU_KERNELS"));
+    return c ? c : choose(nullptr);  // an unknown value: the best the CPU runs
+  }()};
+  return k;
+}
+
+}  // namespace
+
+const BankKernels& bank_kernels() { return *current().load(std::memory_order_relaxed); }
+const char* kernels_name() { return bank_kernels().name; }
+
+bool set_kernels(const char* name) {
+  if (std::strcmp(name, "avx2") == 0 && !cpu_has_avx2_fma()) return false;
+  const BankKernels* k = choose(name);
+  if (k == nullptr) return false;
+  current().store(k, std::memory_order_relaxed);
+  return true;
+}
+
+}  // namespace simd
+}  // namespace hypops
