@@ -157,14 +157,20 @@ def test_instances_table_sizes_centroids_and_csv():
     for r in rows:
         sel = (v == r["cluster"]) & (comps.numpy() == r["instance"])
         assert sel.sum() == r["voxels"]
-        np.testing.assert_allclose(np.argwhere(sel).mean(0), [r["centroid_z"], r["centroid_y"], r["centroid_x"]])
+        np.testing.assert_allclose(
+            np.argwhere(sel).mean(0), [r["centroid_z"], r["centroid_y"], r["centroid_x"]]
+        )
     buf = io.StringIO()
     w = csv.DictWriter(buf, INSTANCE_COLUMNS)
     w.writeheader()
     w.writerows(rows)
     assert buf.getvalue().splitlines()[0] == "cluster,instance,voxels,centroid_z,centroid_y,centroid_x"
     # min_voxels drops the single-voxel instances.
-    assert {(r["cluster"], r["instance"]) for r in instances_table(v, min_voxels=2)} == {(0, 1), (1, 1), (1, 2)}
+    assert {(r["cluster"], r["instance"]) for r in instances_table(v, min_voxels=2)} == {
+        (0, 1),
+        (1, 1),
+        (1, 2),
+    }
 
 
 def test_instance_errors_name_the_argument():

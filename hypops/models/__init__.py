@@ -1,11 +1,17 @@
 """hypops.models: clustering and scoring for segmentation (more modules join here)."""
 
-from .scoring import confusion_matrix, connected_components, dice_iou_matrices, hungarian_scores, instances_table
+from .scoring import (
+    confusion_matrix,
+    connected_components,
+    dice_iou_matrices,
+    hungarian_scores,
+    instances_table,
+)
 
 __all__ = [
     "confusion_matrix",
+    "connected_components",
     "dice_iou_matrices",
     "hungarian_scores",
-    "connected_components",
     "instances_table",
 ]

@@ -19,12 +19,12 @@ from scipy import ndimage
 from scipy.optimize import linear_sum_assignment
 
 __all__ = [
+    "INSTANCE_COLUMNS",
     "confusion_matrix",
+    "connected_components",
     "dice_iou_matrices",
     "hungarian_scores",
-    "connected_components",
     "instances_table",
-    "INSTANCE_COLUMNS",
 ]
 
 INSTANCE_COLUMNS = ("cluster", "instance", "voxels", "centroid_z", "centroid_y", "centroid_x")
@@ -50,7 +50,9 @@ def confusion_matrix(pred, truth, n_pred: int | None = None, n_truth: int | None
     """
     fn = "confusion_matrix"
     if tuple(np.shape(pred)) != tuple(np.shape(truth)):
-        raise ValueError(f"{fn}: pred has shape {tuple(np.shape(pred))} but truth has {tuple(np.shape(truth))}")
+        raise ValueError(
+            f"{fn}: pred has shape {tuple(np.shape(pred))} but truth has {tuple(np.shape(truth))}"
+        )
     p = _labels("pred", pred, fn)
     t = _labels("truth", truth, fn)
     counts = {}
