@@ -1,5 +1,6 @@
 """hypops.models: clustering and scoring for segmentation (more modules join here)."""
 
+from .kmeans import PoincareKMeans, frechet_mean
 from .scoring import (
     confusion_matrix,
     connected_components,
@@ -9,9 +10,11 @@ from .scoring import (
 )
 
 __all__ = [
+    "PoincareKMeans",
     "confusion_matrix",
     "connected_components",
     "dice_iou_matrices",
+    "frechet_mean",
     "hungarian_scores",
     "instances_table",
 ]
