@@ -267,11 +267,11 @@ class PoincareKMeans:
 
         def sqdist(y):  # [R, D] -> [R, N]
             t = ((u[None] - y[:, None]) ** 2).sum(-1) * inv_omp / (1 - (y * y).sum(-1))[:, None]
-            return (2 * _asinh_sqrt(t)).double() ** 2
+            return (2 * _asinh_sqrt(t)) ** 2
 
         d2 = sqdist(centres[:, 0])
         for j in range(1, k):
-            cum = torch.cumsum(d2, dim=1)
+            cum = torch.cumsum(d2, dim=1, dtype=torch.float64)
             total = cum[:, -1:]
             # All points on the chosen centres (duplicates): fall back to a uniform draw.
             cum = torch.where(
@@ -281,7 +281,7 @@ class PoincareKMeans:
             idx = torch.searchsorted(cum, draw, right=True).clamp_max(n - 1).squeeze(1)
             centres[:, j] = u[idx]
             d2 = torch.minimum(d2, sqdist(centres[:, j]))
-        return centres, d2.mean(1)
+        return centres, d2.double().mean(1)
 
     @staticmethod
     def _reseed(u, centres, empty, t):
