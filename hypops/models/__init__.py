@@ -1,7 +1,9 @@
-"""hypops.models: the hyperbolic VAEs, the hierarchical triplet loss and the multi-scale triplet sampler
-(SPEC §4). See each module's docstring for the API."""
+"""hypops.models (SPEC §4): the hyperbolic VAEs, the hierarchical triplet loss, the multi-scale triplet
+sampler, hyperbolic k-means and scoring, training and segmentation. See each module's docstring."""
 
+from .kmeans import PoincareKMeans, frechet_mean
 from .sampling import TripletBatch, TripletSampler, sample_triplets
+from .scoring import confusion_matrix, connected_components, dice_iou_matrices, hungarian_scores, instances_table
 from .triplet import HierarchicalTripletLoss
 from .vae import ABLATIONS, PRESETS, DenseConfig, DenseVAE, PaperConfig, PaperVAE, build_vae, paper_ablation
 
@@ -13,9 +15,16 @@ __all__ = [
     "HierarchicalTripletLoss",
     "PaperConfig",
     "PaperVAE",
+    "PoincareKMeans",
     "TripletBatch",
     "TripletSampler",
     "build_vae",
+    "confusion_matrix",
+    "connected_components",
+    "dice_iou_matrices",
+    "frechet_mean",
+    "hungarian_scores",
+    "instances_table",
     "paper_ablation",
     "sample_triplets",
 ]
