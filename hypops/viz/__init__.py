@@ -1,0 +1,1 @@
+"""Reports: plotly HTML and PNG slices of segmentations (hypops.viz.report)."""
