@@ -172,7 +172,11 @@ class DenseConfig:
     ``gyro_tied=True`` (default) uses one gyroplane per output channel for the whole 3³ window (the
     paper's eq. 7: a pointwise gyroplane map, then a box sum); ``False`` one plane per offset (the
     Euclidean-conv analogue). The default is for speed: with today's hypops.gyroplane_conv3d on CPU, a
-    forward+backward on 16×10³ voxels, D = 2 → 32 channels, took 3.0 s tied and 41 s per-offset."""
+    forward+backward on 16×10³ voxels, D = 2 → 32 channels, took 3.0 s tied and 41 s per-offset.
+
+    ``padding_mode``: how the encoder's convolutions pad (torch's Conv3d modes). "replicate" keeps the latents
+    of voxels near a volume's faces like those inside, where zero padding makes the faces a cluster of
+    their own when a whole volume is segmented."""
 
     latent_dim: int = 2
     channels: tuple = (32, 64, 64)
@@ -192,6 +196,7 @@ class DenseConfig:
     squared_triplet: bool = False
     triplet_c_one: bool = False
     elbo_batch_sum: bool = False
+    padding_mode: str = "zeros"
     backend: str | None = None
 
 
@@ -415,7 +420,7 @@ class DenseVAE(_VAE):
         self._init_objective(cfg)
         layers, prev = [], 1
         for ch, dil in zip(chans, dils):
-            layers += [nn.Conv3d(prev, ch, 3, padding=dil, dilation=dil), nn.ReLU()]
+            layers += [nn.Conv3d(prev, ch, 3, padding=dil, dilation=dil, padding_mode=cfg.padding_mode), nn.ReLU()]
             prev = ch
         self.encoder = nn.Sequential(*layers)
         self.head_mu = nn.Conv3d(prev, cfg.latent_dim, 1)
