@@ -208,12 +208,7 @@ def main(argv=None) -> int:
           "rounds (±: half the IQR)\n\n" + harness.markdown_table(heads, table))
     report.markdown += ["# hypops gyroplane_conv3d benchmark (float32, CPU)\n\n" + harness.format_machine(info), md]
     print("\n" + md + "\n", flush=True)
-    paths = report.save(args.out_dir)
-    print("results: " + ", ".join(str(p) for p in paths))
-    if report.failures:
-        print("\nCORRECTNESS FAILURES / ERRORS:\n  " + "\n  ".join(report.failures), file=sys.stderr)
-        return 1
-    return 0
+    return report.finish(args.out_dir)
 
 
 if __name__ == "__main__":

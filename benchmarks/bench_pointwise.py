@@ -311,12 +311,7 @@ def main(argv=None) -> int:
         print("\n" + md + "\n", flush=True)
 
     report.markdown.insert(0, "# hypops pointwise benchmark (float32, CPU)\n\n" + harness.format_machine(info))
-    paths = report.save(args.out_dir)
-    print("results: " + ", ".join(str(p) for p in paths))
-    if report.failures:
-        print("\nCORRECTNESS FAILURES / ERRORS:\n  " + "\n  ".join(report.failures), file=sys.stderr)
-        return 1
-    return 0
+    return report.finish(args.out_dir)
 
 
 if __name__ == "__main__":

@@ -342,12 +342,7 @@ def main(argv=None) -> int:
     print(md_s + "\n", flush=True)
 
     report.markdown.insert(0, head + "\n\n" + harness.format_machine(info))
-    paths = report.save(args.out_dir)
-    print("results: " + ", ".join(str(p) for p in paths))
-    if report.failures:
-        print("\nCORRECTNESS FAILURES / ERRORS:\n  " + "\n  ".join(report.failures), file=sys.stderr)
-        return 1
-    return 0
+    return report.finish(args.out_dir)
 
 
 if __name__ == "__main__":

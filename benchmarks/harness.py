@@ -572,6 +572,15 @@ class Report:
             if r.status in ("check failed", "error"):
                 self.failures.append(f"{' '.join(str(v) for v in meta.values())} {r.name}: {r.status}: {r.detail}")
 
+    def finish(self, out_dir: Path | None = None) -> int:
+        """Saves the results, prints where, lists the failures; the script's exit status (1 on a failure)."""
+        paths = self.save(out_dir)
+        print("results: " + ", ".join(str(p) for p in paths))
+        if self.failures:
+            print("\nCORRECTNESS FAILURES / ERRORS:\n  " + "\n  ".join(self.failures), file=sys.stderr)
+            return 1
+        return 0
+
     def save(self, out_dir: Path | None = None) -> list[Path]:
         out_dir = Path(out_dir or RESULTS_DIR)
         out_dir.mkdir(parents=True, exist_ok=True)
