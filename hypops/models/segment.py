@@ -21,6 +21,9 @@ import torch
 from .kmeans import PoincareKMeans
 
 
+_ASSIGN_CHUNK = 1 << 20  # voxels assigned to centres per step
+
+
 def _tiles(size: int, tile: int):
     for start in range(0, size, tile):
         yield start, min(size, start + tile)
@@ -65,17 +68,21 @@ def cluster_latents(latents: torch.Tensor, clusters: Iterable[int], *, c=1.0, se
     k-means is fitted on at most ``max_points`` voxels (a seeded subsample; all of them when fewer) and then
     assigns every voxel, so a large tomogram costs one distance pass per granularity."""
     D, *spatial = latents.shape
-    pts = latents.reshape(D, -1).t().contiguous().double()
+    flat = latents.reshape(D, -1)
+    n = flat.shape[1]
     gen = torch.Generator().manual_seed(seed)
-    fit_pts = pts
-    if max_points is not None and pts.shape[0] > max_points:
-        fit_pts = pts[torch.randperm(pts.shape[0], generator=gen)[:max_points]]
+    pick = torch.randperm(n, generator=gen)[:max_points] if max_points is not None and n > max_points else None
+    fit_pts = (flat if pick is None else flat[:, pick]).t().double()
     out = {}
     for k in clusters:
         if k < 1:
             raise ValueError(f"cluster_latents: cluster counts must be >= 1, got {k}")
         km = PoincareKMeans(n_clusters=int(k), c=c, n_init=n_init, seed=seed).fit(fit_pts)
-        out[int(k)] = km.predict(pts).reshape(spatial).long()
+        labels = torch.empty(n, dtype=torch.long)
+        # assign in chunks: a tomogram's latents in float64 plus a distance per centre would not fit in memory
+        for i in range(0, n, _ASSIGN_CHUNK):
+            labels[i:i + _ASSIGN_CHUNK] = km.predict(flat[:, i:i + _ASSIGN_CHUNK].t().double())
+        out[int(k)] = labels.reshape(spatial)
     return out
 
 
