@@ -20,7 +20,7 @@ from .data.toy import make_toy_volume, toy_splits
 from .models import segment as seg
 from .models.sampling import sample_triplets
 from .models.scoring import hungarian_scores, instances_table
-from .models.train import load_checkpoint, train
+from .models.train import init_distributed, load_checkpoint, train
 from .models.vae import build_vae
 
 # Published Dice on the synthetic set (SPEC §6; Hsu et al. 2021, Table 1)
@@ -53,12 +53,12 @@ def _log(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
 
 
-def load_volumes(data: str, *, n_toy: int = 8, toy_size: int = 50, seed: int = 0) -> torch.Tensor:
+def load_volumes(data: str, *, n_toy: int = 8, toy_size: int = 50) -> torch.Tensor:
     """[V, X, Y, Z] float32 training volumes: ``"toy"`` -> the first ``n_toy`` volumes of the synthetic train
     split; a file -> that volume (MRC or NIfTI), normalised."""
     if data == "toy":
         seeds = toy_splits(n_train=n_toy, n_val=0, n_test=0)["train"]
-        return torch.stack([make_toy_volume(s + seed * 1000, size=toy_size).volume for s in seeds])
+        return torch.stack([make_toy_volume(s, size=toy_size).volume for s in seeds])
     vol = io.read_volume(data)
     return torch.from_numpy(io.normalize(vol.data))[None]
 
@@ -68,13 +68,14 @@ def run_train(*, preset: str, data: str, steps: int, batch_size: int, seed: int,
               model_options: dict | None = None) -> dict:
     """Trains ``preset`` on ``data`` and writes ``out/model.pt`` and ``out/log.jsonl``; returns the last terms."""
     out = Path(out)
+    init_distributed()  # under torchrun: join the process group, so train() wraps the model in DDP
     options = dict(model_options or {})
     if resume:  # rebuild exactly the model that was saved
         cfg = load_checkpoint(out / "model.pt")["config"]
         preset, options = cfg["preset"], cfg["model"]
     torch.manual_seed(seed)  # the model's initial weights
     model = build_vae(preset, **options)
-    volumes = load_volumes(data, n_toy=n_toy, seed=0)
+    volumes = load_volumes(data, n_toy=n_toy)
     patch = 10
 
     def sample(b, gen):

@@ -182,6 +182,13 @@ inline at::Tensor forward(const at::Tensor& x, const at::Tensor& p, const at::Te
                           const c10::optional<at::Tensor>& bias, c10::IntArrayRef stride, c10::IntArrayRef padding,
                           c10::IntArrayRef dilation, c10::IntArrayRef kernel_size) {
   const Geometry g = geometry("gyroplane_conv3d", x, p, a, c, stride, padding, dilation, kernel_size);
+  const bool has_bias = bias.has_value() && bias->defined();
+  if (has_bias) {  // checked before any work is done
+    TORCH_CHECK(bias->dim() == 1 && bias->size(0) == g.C, "hypops.gyroplane_conv3d: bias must be [C_out] = [", g.C,
+                "], got ", bias->sizes());
+    TORCH_CHECK(bias->device() == x.device(), "hypops.gyroplane_conv3d: bias is on ", bias->device(),
+                " but x is on ", x.device());
+  }
   const auto acc = acc_type(x);
   const at::Tensor rows = padded_rows(x, g), P = planes(p, g, acc), A = planes(a, g, acc);
   const at::Tensor cc = c.to(acc);
@@ -208,13 +215,7 @@ inline at::Tensor forward(const at::Tensor& x, const at::Tensor& p, const at::Te
         o.add_(bank(rows.index_select(0, idx + offset_shift(g, k)), P[k], A[k], cc));
     }
   }
-  if (bias.has_value() && bias->defined()) {
-    TORCH_CHECK(bias->dim() == 1 && bias->size(0) == g.C, "hypops.gyroplane_conv3d: bias must be [C_out] = [", g.C,
-                "], got ", bias->sizes());
-    TORCH_CHECK(bias->device() == x.device(), "hypops.gyroplane_conv3d: bias is on ", bias->device(),
-                " but x is on ", x.device());
-    out.add_(bias->to(acc).view({1, g.C}));
-  }
+  if (has_bias) out.add_(bias->to(acc).view({1, g.C}));
   return to_output(out, g, x.scalar_type());
 }
 

@@ -287,6 +287,20 @@ def make_toy_volume(seed: int, size: int = 50, variant: str = "simple") -> ToyVo
         kind_of.append(label)
         return mu
 
+    def add(kind, shape, dims, placer, level, parent):
+        """Draws an object of ``kind``, places it with ``placer`` and paints it; None when it fits nowhere,
+        else (id, mask, corner)."""
+        mask, centre = _local_shape(shape, dims, rng, irregular)
+        o = placer.place(rng, mask, centre)
+        if o is None:
+            return None
+        ident = len(kind_of)
+        mu = paint(mask, o, ident, KIND_LABEL[kind])
+        objects.append(
+            ToyObject(ident, level, kind, parent, tuple(float(v) for v in o + centre), dims, mu, int(mask.sum()))
+        )
+        return ident, mask, o
+
     volume[:] = rng.standard_normal() + _texture(rng, volume.shape, scale)
 
     # Level 1: the cell, centred; its mask is computed on the whole box so the faces clip it.
@@ -314,16 +328,9 @@ def make_toy_volume(seed: int, size: int = 50, variant: str = "simple") -> ToyVo
             shape, dims = "sphere", (rng.normal(8.0, 0.5) * scale,)
         else:
             shape, dims = "cuboid", tuple(2 * rng.normal(8.0, 0.5, 3) * scale)
-        mask, centre = _local_shape(shape, dims, rng, irregular)
-        o = placer.place(rng, mask, centre)
-        if o is None:
-            continue
-        ident = len(kind_of)
-        mu = paint(mask, o, ident, KIND_LABEL[kind])
-        objects.append(
-            ToyObject(ident, 2, kind, 1, tuple(float(v) for v in o + centre), dims, mu, int(mask.sum()))
-        )
-        level2.append((ident, kind, mask, o))
+        placed = add(kind, shape, dims, placer, 2, 1)
+        if placed is not None:
+            level2.append((placed[0], kind, placed[1], placed[2]))
 
     # Level 3: small spheres in vesicles, small cuboids in mitochondria.
     for pid, pkind, pmask, po in level2:
@@ -333,15 +340,7 @@ def make_toy_volume(seed: int, size: int = 50, variant: str = "simple") -> ToyVo
                 kind, shape, dims = "small_sphere", "sphere", (rng.normal(2.0, 0.2) * scale,)
             else:
                 kind, shape, dims = "small_cuboid", "cuboid", tuple(2 * rng.normal(3.0, 0.15, 3) * scale)
-            mask, centre = _local_shape(shape, dims, rng, irregular)
-            o = placer.place(rng, mask, centre)
-            if o is None:
-                continue
-            ident = len(kind_of)
-            mu = paint(mask, o, ident, KIND_LABEL[kind])
-            objects.append(
-                ToyObject(ident, 3, kind, pid, tuple(float(v) for v in o + centre), dims, mu, int(mask.sum()))
-            )
+            add(kind, shape, dims, placer, 3, pid)
 
     volume += _pink_noise(rng, size)
 
