@@ -2,6 +2,7 @@
 
     python benchmarks/bench_wrapped_normal.py              # B = 4096, K = 8, D in {2, 64}
     python benchmarks/bench_wrapped_normal.py --quick      # smoke run at toy size, a few seconds
+    python benchmarks/bench_wrapped_normal.py --part sampling --threads 1   # only part 2
 
 Part 1, the fused ops, float32, noise eps [K, B, D] against mu and std [B, D] (the VAE's K posterior
 samples per input; std diagonal):
@@ -16,15 +17,20 @@ against the float64 reference before it is timed (harness.run_row).
 
 Part 2, RiemannianNormal sampling throughput, float64 (the radii need it: at D = 64 they reach ~6, the
 limit of float32's ball), B = 4096 locations with per-row scales, K = 8 samples each:
-  hypops     ``hypops.distributions.RiemannianNormal(loc, scale).rsample((K,))``: radius by inverse CDF
-             (quadrature table + a fixed number of Newton steps, then its convergence check), batched.
-  rejection  the approach of pvae (Mathieu et al. 2019): draw radii by rejection in a Python while-loop
-             until every sample is accepted, then z = loc (+) tanh(sqrt(c) r / 2) alpha / sqrt(c) with alpha
-             uniform on the sphere. Written here from the method's description, not from pvae's code, and
-             given a tighter envelope than pvae's fixed piecewise-exponential hull: the log radial density
-             h(r) = -r^2/2s^2 + (D-1) log(sinh(sqrt(c) r)/sqrt(c)) has h'' <= -1/s^2, so the Gaussian
-             N(r*, s^2) at its mode r* scaled to h(r*) lies above it everywhere. It is therefore a
-             generous baseline: a looser envelope only adds rounds.
+  hypops       ``hypops.distributions.RiemannianNormal(loc, scale).rsample((K,))`` with its default
+               sampler: radius by batched rejection from a three-piece envelope (half-normals either side of
+               the mode, exponential tail; see the class docstring), one proposal per pending radius per
+               round, all in tensor code. The table also gives the envelope's analytic acceptance
+               probability (min and mean over the rows) and the rounds one call took.
+  hypops-icdf  the same with ``sampler="inverse_cdf"``: radius by inverse CDF (quadrature table + a fixed
+               number of Newton steps, then its convergence check), batched. Leave out with --no-icdf.
+  pvae-loop    the approach of pvae (Mathieu et al. 2019): draw radii by rejection in a Python
+               while-loop until every sample is accepted, then z = loc (+) tanh(sqrt(c) r / 2) alpha /
+               sqrt(c) with alpha uniform on the sphere. Written here from the method's description, not
+               from pvae's code, and given a tighter envelope than pvae's fixed piecewise-exponential hull:
+               the log radial density h(r) = -r^2/2s^2 + (D-1) log(sinh(sqrt(c) r)/sqrt(c)) has
+               h'' <= -1/s^2, so the Gaussian N(r*, s^2) at its mode r* scaled to h(r*) lies above it
+               everywhere. It is therefore a generous baseline: a looser envelope only adds rounds.
 Both are checked before timing: the probability integral transform F(d(loc, z)) of every sample, with F
 the radial CDF of its own row, must pass a Kolmogorov-Smirnov test for uniformity (p > 1e-4).
 """
@@ -237,6 +243,10 @@ def main(argv=None) -> int:
     ap.add_argument("--strict", action="store_true", help="abort at the first failed check or error")
     ap.add_argument("--out-dir", default=None, help="where CSV/JSON/MD go (default: bench-results/)")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--part", choices=("all", "ops", "sampling"), default="all",
+                    help="ops: part 1 only (the fused ops); sampling: part 2 only (RiemannianNormal)")
+    ap.add_argument("--no-icdf", action="store_true",
+                    help="leave the inverse-CDF RiemannianNormal sampler (seconds per call) out of part 2")
     args = ap.parse_args(argv)
 
     harness.set_threads(args.threads)
@@ -257,7 +267,7 @@ def main(argv=None) -> int:
     print(f"{head}\n\n{harness.format_machine(info)}\n", flush=True)
 
     table, notes = [], []
-    for op in OPS:
+    for op in OPS if args.part in ("all", "ops") else ():
         for D in Ds:
             x = make_inputs(B, K, D, seed=args.seed)
             for mode in MODES:
@@ -280,13 +290,14 @@ def main(argv=None) -> int:
         + ("\n\n(inexact): a baseline that failed the accuracy check, timed anyway:\n"
            + "\n".join(f"- {t}" for t in notes) if notes else "")
     )
-    report.markdown.append(md_ops)
-    print("\n" + md_ops + "\n", flush=True)
+    if table:
+        report.markdown.append(md_ops)
+        print("\n" + md_ops + "\n", flush=True)
 
     c = 1.0
     srows = []
     srepeats = args.repeats or (3 if args.quick else 5)
-    for D in Ds:
+    for D in Ds if args.part in ("all", "sampling") else ():
         loc, scale, (lo, hi) = sampling_case(B, K, D, args.seed)
         title = f"RiemannianNormal sample K={K} B={B} D={D}"
         print(f"- {title} ...", flush=True)
@@ -295,12 +306,22 @@ def main(argv=None) -> int:
         def hyp():
             return RiemannianNormal(loc, scale, c=c).rsample((K,))
 
+        def icdf():
+            return RiemannianNormal(loc, scale, c=c, sampler="inverse_cdf").rsample((K,))
+
         def rej():
             z, n = rejection_sample(loc, scale, c, K)
             rounds.append(n)
             return z
 
-        fns = {"hypops": hyp, "rejection": rej}
+        fns = {"hypops": hyp, "hypops-icdf": icdf, "pvae-loop": rej}
+        if args.no_icdf:
+            del fns["hypops-icdf"]
+        rn = RiemannianNormal(loc, scale, c=c)
+        acc = rn.radius_acceptance()
+        hyp_stats: dict = {}
+        torch.manual_seed(args.seed)
+        rn._rejection_radius((K, B), rn._c64().sqrt(), stats=hyp_stats)
         pvals, candidates = {}, []
         for name, fn in fns.items():
             torch.manual_seed(args.seed)
@@ -316,27 +337,37 @@ def main(argv=None) -> int:
         # one sampling call at full size takes seconds: fewer rounds, and the checked call is the warm-up
         res = harness.run_row(title, candidates, None, [], rtol=RTOL, atol=ATOL,
                               warmup=1 if size == "toy" else 0, repeats=srepeats, target_s=target_s)
-        ratio = harness.ratio(res, "rejection", "hypops")
+        ratios = {"pvae-loop/hypops": harness.ratio(res, "pvae-loop", "hypops"),
+                  "hypops-icdf/hypops": harness.ratio(res, "hypops-icdf", "hypops")}
         meta = {"part": "riemannian_sampling", "K": K, "B": B, "D": D, "scale_lo": lo, "scale_hi": hi}
-        report.add(meta, res, {"rejection/hypops": ratio, "ks_p": pvals})
+        report.add(meta, res, {**ratios, "ks_p": pvals, "acceptance_min": float(acc.min()),
+                               "acceptance_mean": float(acc.mean()), "hypops_rounds": hyp_stats["rounds"],
+                               "hypops_proposals_per_sample": hyp_stats["proposals"] / hyp_stats["samples"],
+                               "pvae_loop_rounds": sum(rounds) / len(rounds) if rounds else None})
         n = K * B
 
         def rate(name):
-            r = res[name]
+            r = res.get(name)
+            if r is None:
+                return "-"
             return f"{n / r.stats.median:.3g} samples/s" if r.stats else "-"
 
-        srows.append([D, f"{lo:g}..{hi:g}", n, harness.time_cell(res["hypops"]),
-                      harness.time_cell(res["rejection"]), harness.fmt_ratio(ratio), rate("hypops"),
-                      rate("rejection"),
-                      f"{sum(rounds) / len(rounds):.1f}" if rounds else "-",
-                      " / ".join(f"{pvals.get(k, float('nan')):.2g}" for k in fns)])
+        names = ("hypops", "hypops-icdf", "pvae-loop")
+        srows.append([D, f"{lo:g}..{hi:g}", n, *(harness.time_cell(res.get(k)) for k in names),
+                      *(harness.fmt_ratio(r) for r in ratios.values()), *(rate(k) for k in names),
+                      f"{float(acc.min()):.3f} / {float(acc.mean()):.3f}",
+                      f"{hyp_stats['rounds']} / {sum(rounds) / len(rounds):.1f}" if rounds else "-",
+                      " / ".join(f"{pvals.get(k, float('nan')):.2g}" for k in names)])
     md_s = (
         f"## RiemannianNormal sampling: float64, {K} samples at each of {B} locations, c = {c:g}, per-row "
-        f"scale uniform in the range shown, median of {srepeats} interleaved rounds (rejection rounds: mean "
-        "number of while-loop rounds per call)\n\n"
-        + harness.markdown_table(["D", "scale", "samples", "hypops", "rejection", "rejection/hypops",
-                                  "hypops rate", "rejection rate", "rejection rounds",
-                                  "KS p (hypops / rejection)"], srows)
+        f"scale uniform in the range shown, {torch.get_num_threads()} threads, median of {srepeats} "
+        "interleaved rounds. hypops: the default rejection sampler; hypops-icdf: sampler=\"inverse_cdf\"; "
+        "pvae-loop: a Python rejection loop with a Gaussian envelope. acceptance: the hypops envelope's "
+        "analytic acceptance probability, min / mean over the rows; rounds: hypops rejection rounds in one "
+        "call / mean pvae-loop rounds per call\n\n"
+        + harness.markdown_table(["D", "scale", "samples", *names, "pvae-loop/hypops", "hypops-icdf/hypops",
+                                  *(f"{k} rate" for k in names), "acceptance", "rounds",
+                                  "KS p (" + " / ".join(names) + ")"], srows)
     )
     report.markdown.append(md_s)
     print(md_s + "\n", flush=True)
