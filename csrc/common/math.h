@@ -423,12 +423,14 @@ HYPOPS_HD S wrapped_normal_log_prob_rows(S mm, S zz, S dd, S wdd, S wdm, S wmm, 
   const S sc = h_sqrt(c);
   const S den = mobius_sub_den(mm, zz, dd, c);
   const S wn = safe_norm(dd / den);
-  const S k = T(2) * safe_artanh(sc * wn) / (sc * wn * den);
+  const S at = safe_artanh(sc * wn);
+  const S k = T(2) * at / (sc * wn * den);
   const S a = T(1) - c * mm;
   const S b = c * dd;
   const S q = k * k * (a * a * wdd - T(2) * a * b * wdm + b * b * wmm);
-  const S d = dist_value(mm, zz, dd, c);
-  return T(-0.5) * q - T(D - 1) * log_sinhc(sc * d);
+  // sqrt(c) d = 2 artanh(sqrt(c) |w|), the artanh k already needs: calling dist_value would redo den, the
+  // sqrt and the artanh per row (equal up to rounding: dist_value returns 2 artanh / sqrt(c))
+  return T(-0.5) * q - T(D - 1) * log_sinhc(T(2) * at);
 }
 
 }  // namespace hypops
