@@ -296,6 +296,7 @@ def main(argv=None) -> int:
 
     c = 1.0
     srows = []
+    names = ("hypops", "hypops-icdf", "pvae-loop")
     srepeats = args.repeats or (3 if args.quick else 5)
     for D in Ds if args.part in ("all", "sampling") else ():
         loc, scale, (lo, hi) = sampling_case(B, K, D, args.seed)
@@ -352,7 +353,6 @@ def main(argv=None) -> int:
                 return "-"
             return f"{n / r.stats.median:.3g} samples/s" if r.stats else "-"
 
-        names = ("hypops", "hypops-icdf", "pvae-loop")
         srows.append([D, f"{lo:g}..{hi:g}", n, *(harness.time_cell(res.get(k)) for k in names),
                       *(harness.fmt_ratio(r) for r in ratios.values()), *(rate(k) for k in names),
                       f"{float(acc.min()):.3f} / {float(acc.mean()):.3f}",
@@ -369,8 +369,9 @@ def main(argv=None) -> int:
                                   *(f"{k} rate" for k in names), "acceptance", "rounds",
                                   "KS p (" + " / ".join(names) + ")"], srows)
     )
-    report.markdown.append(md_s)
-    print(md_s + "\n", flush=True)
+    if srows:
+        report.markdown.append(md_s)
+        print(md_s + "\n", flush=True)
 
     report.markdown.insert(0, head + "\n\n" + harness.format_machine(info))
     return report.finish(args.out_dir)
