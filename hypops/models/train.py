@@ -115,6 +115,29 @@ class _Progress:
             self.bar.close()
 
 
+def train_step(net: torch.nn.Module, opt: torch.optim.Optimizer, batch, *, clip: float | None = 8.0,
+               step: int = 1) -> dict:
+    """One optimisation step of ``train`` on ``batch`` = (anchor, positive, negative): forward (the model's
+    ``forward``: DDP's gradient hooks need it), the NaN/Inf guard (``step`` names the step in its message),
+    backward, gradient clipping to norm ``clip`` (None or 0: none), the optimiser's step. Returns the logged
+    terms as floats. ``train`` calls exactly this once per step, and benchmarks/bench_train_step.py times
+    it, so the benchmark measures the loop's own step."""
+    anchor, positive, negative = batch
+    opt.zero_grad(set_to_none=True)
+    parts = net(anchor, positive, negative)
+    values = {k: float(parts[k].detach()) for k in LOGGED}
+    for k, v in values.items():
+        if not math.isfinite(v):
+            raise TrainingDiverged(f"hypops train: step {step}: loss term {k!r} is {v} "
+                                   f"(terms: {values}); lower the learning rate or check the data")
+    parts["loss"].backward()
+    if clip:
+        # A DDP wrapper's parameters are the wrapped model's, so this clips the model's gradients.
+        torch.nn.utils.clip_grad_norm_(net.parameters(), clip)
+    opt.step()
+    return values
+
+
 def train(model: torch.nn.Module, sample: Callable, *, out, steps: int, batch_size: int, seed: int, lr: float,
           optimizer: str = "adam", clip: float | None = 8.0, checkpoint_every: int = 100, log_every: int = 1,
           resume: bool = False, progress: bool = True, config: dict | None = None) -> dict:
@@ -167,18 +190,7 @@ def train(model: torch.nn.Module, sample: Callable, *, out, steps: int, batch_si
     try:
         log = open(log_path, "a") if rank == 0 else None
         while step < steps:
-            anchor, positive, negative = sample(batch_size, data_gen)
-            opt.zero_grad(set_to_none=True)
-            parts = net(anchor, positive, negative)  # through forward: DDP's gradient hooks need it
-            values = {k: float(parts[k].detach()) for k in LOGGED}
-            for k, v in values.items():
-                if not math.isfinite(v):
-                    raise TrainingDiverged(f"hypops train: step {step + 1}: loss term {k!r} is {v} "
-                                           f"(terms: {values}); lower the learning rate or check the data")
-            parts["loss"].backward()
-            if clip:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
-            opt.step()
+            values = train_step(net, opt, sample(batch_size, data_gen), clip=clip, step=step + 1)
             step += 1
             terms = values
             if log is not None and (step % log_every == 0 or step == steps):
