@@ -68,6 +68,7 @@ BENCHMARKS = {
     "pointwise": "bench_pointwise.py",
     "bank": "bench_gyroplane_bank.py",
     "conv3d": "bench_gyroplane_conv3d.py",
+    "train": "bench_train_step.py",
 }
 
 

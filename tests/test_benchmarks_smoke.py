@@ -13,7 +13,7 @@ ROOT = Path(__file__).resolve().parents[1]
 @pytest.mark.parametrize(
     "script",
     ["bench_pointwise.py", "bench_gyroplane_bank.py", "bench_gyroplane_conv3d.py", "bench_wrapped_normal.py",
-     "bench_kmeans.py"],
+     "bench_kmeans.py", "bench_train_step.py"],
 )
 def test_benchmark_script_quick_run(script, tmp_path):
     proc = subprocess.run(

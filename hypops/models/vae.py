@@ -255,20 +255,34 @@ class _VAE(nn.Module):
     def _c(self):
         return self.curvature()
 
+    # The hyperbolic maps the models call go through these methods (and the ``gyroconv`` and
+    # ``triplet_loss`` modules), so that benchmarks/bench_train_step.py can build the very same model on
+    # another implementation (geoopt) by overriding them, and time it against this one.
+    def _expmap0(self, u, dim=-1):
+        return expmap0(u, c=self._c(), dim=dim, backend=self.config.backend)
+
+    def _logmap0(self, y, dim=-1):
+        return logmap0(y, c=self._c(), dim=dim, backend=self.config.backend)
+
+    def _wrapped_normal_kl(self, mu, sigma, eps):
+        """The reparameterised sample z of the posterior N_W(mu, diag sigma²) for the noise eps (all [..., D]),
+        and log q(z) − log p(z) with the prior N_W(0, I): [...]."""
+        c, backend = self._c(), self.config.backend
+        z = wrapped_normal_rsample(mu, sigma, eps, c=c, backend=backend)
+        log_q = wrapped_normal_log_prob(z, mu, sigma, c=c, backend=backend)
+        zero = torch.zeros((), dtype=mu.dtype, device=mu.device).expand(mu.shape[-1:])
+        log_p = wrapped_normal_log_prob(z, zero, torch.ones_like(zero), c=c, backend=backend)
+        return z, log_q - log_p
+
     def _sample(self, mu, sigma, generator):
         """K reparameterised posterior samples [K, *mu.shape(D last)] and their MC KL terms, [K, ...]."""
         d = self._event_dim
         mu_l, sigma_l = mu.movedim(d, -1), sigma.movedim(d, -1)
         eps = torch.randn((self.config.K, *mu_l.shape), generator=generator, dtype=mu.dtype, device=mu.device)
         if self.hyperbolic:
-            c = self._c()
             dtype = torch.float64 if self.config.latent_float64 else mu.dtype
-            mu_l, sigma_l = mu_l.to(dtype), sigma_l.to(dtype)
-            z = wrapped_normal_rsample(mu_l, sigma_l, eps.to(dtype), c=c, backend=self.config.backend)
-            log_q = wrapped_normal_log_prob(z, mu_l, sigma_l, c=c, backend=self.config.backend)
-            zero = torch.zeros((), dtype=dtype, device=mu.device).expand(mu_l.shape[-1:])
-            log_p = wrapped_normal_log_prob(z, zero, torch.ones_like(zero), c=c, backend=self.config.backend)
-            return z.to(mu.dtype), (log_q - log_p).to(mu.dtype)
+            z, kl = self._wrapped_normal_kl(mu_l.to(dtype), sigma_l.to(dtype), eps.to(dtype))
+            return z.to(mu.dtype), kl.to(mu.dtype)
         else:
             z = mu_l + sigma_l * eps
             log_q = (-0.5 * eps.pow(2) - sigma_l.log() - _HALF_LOG_2PI).sum(-1)
@@ -372,7 +386,7 @@ class PaperVAE(_VAE):
         h = self.encoder(x)
         mu = self.fc_mu(h)
         if self.hyperbolic:
-            mu = expmap0(mu, c=self._c(), backend=self.config.backend)
+            mu = self._expmap0(mu)
         sigma = F.softplus(self.fc_sigma(h)) + 1e-5
         return mu, sigma
 
@@ -382,7 +396,7 @@ class PaperVAE(_VAE):
             # Sample k = 4i + 2j + l sits at grid voxel (i, j, l), the published reshape.
             grid = z.permute(1, 2, 0).reshape(B, D, 2, 2, 2)
             return self.decoder(torch.relu(self.gyroconv(grid)))
-        h = logmap0(z, c=self._c(), backend=self.config.backend) if self.hyperbolic else z
+        h = self._logmap0(z) if self.hyperbolic else z
         h = torch.relu(self.fc_dec(h)).reshape(K * B, 1, 2, 2, 2)
         return self.decoder(h).reshape(K, B, 1, 10, 10, 10)
 
@@ -443,7 +457,7 @@ class DenseVAE(_VAE):
         if x.dim() != 5 or x.shape[1] != 1:
             raise ValueError(f"DenseVAE.encode: x must be [B, 1, X, Y, Z], got {tuple(x.shape)}")
         h = self.encoder(x)
-        mu = expmap0(self.head_mu(h), c=self._c(), dim=1, backend=self.config.backend)
+        mu = self._expmap0(self.head_mu(h), dim=1)
         sigma = F.softplus(self.head_sigma(h)) + 1e-5
         return mu, sigma
 
@@ -463,9 +477,7 @@ class DenseVAE(_VAE):
         if self.config.embedding == "centre":
             sl = tuple(slice((n - 1) // 2, n // 2 + 1) for n in mu.shape[2:])
             mu = mu[(slice(None), slice(None), *sl)]
-        c = self._c()
-        t = logmap0(mu, c=c, dim=1, backend=self.config.backend).flatten(2).mean(-1)
-        return expmap0(t, c=c, backend=self.config.backend)
+        return self._expmap0(self._logmap0(mu, dim=1).flatten(2).mean(-1))
 
     _patch_embedding = patch_embedding
 
