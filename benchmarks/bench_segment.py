@@ -22,7 +22,10 @@ fault afresh, measured 15 s -> 36-52 s at 50³). The process first segments a 16
 loading, OpenMP start-up, first-call allocations), then resets its peak-RSS counter and times one full run.
 ``peak RSS`` is the process's whole resident set at its peak (VmHWM: interpreter, torch, the pages of the
 memory-mapped input it touched, everything the run allocates, and freed memory glibc kept), so it bounds the
-live memory from above; ``base`` is the resident set before the run. The inputs and outputs live in a temporary directory, deleted after each size.
+live memory from above; ``base`` is the resident set before the run. ``CPU s`` is the process's CPU time
+over all its threads during the run: on a shared machine, where the wall time depends on the other jobs, it
+shows the work done (on 2 idle cores the wall time would be roughly between CPU s / 2 and CPU s). The inputs
+and outputs live in a temporary directory, deleted after each size.
 """
 
 from __future__ import annotations
@@ -87,11 +90,11 @@ def worker(payload: dict) -> None:
     gc.collect()
     ok = harness.reset_peak_rss()
     base = harness.read_status()["VmRSS"]
-    t = time.perf_counter()
+    t, cpu = time.perf_counter(), time.process_time()
     written = run_segment(data=payload["data"], out=payload["out"], **kw)
-    seconds = time.perf_counter() - t
+    seconds, cpu = time.perf_counter() - t, time.process_time() - cpu
     status = harness.read_status()
-    harness.worker_reply({"seconds": seconds, "seconds_after_load": written["seconds"],
+    harness.worker_reply({"seconds": seconds, "cpu_seconds": cpu, "seconds_after_load": written["seconds"],
                           "peak_rss": status["VmHWM"] if ok else None, "base_rss": base,
                           "outputs": sorted(Path(p).name for k, p in written.items() if k != "seconds")})
 
@@ -155,8 +158,9 @@ def main(argv=None) -> int:
           f"{','.join(map(str, clusters))}\n\n{harness.format_machine(info)}\n"
           f"load average (1, 5, 15 min): before {load['before']}, after {load['after']}\n")
     print(harness.markdown_table(
-        ["size", "Mvoxels", "seconds", "s / Mvoxel", "peak RSS GiB", "base RSS GiB"],
+        ["size", "Mvoxels", "seconds", "s / Mvoxel", "CPU s (all threads)", "peak RSS GiB", "base RSS GiB"],
         [[f"{r['size']}³", f"{r['mvoxels']:.3f}", f"{r['seconds']:.2f}", f"{r['s_per_mvoxel']:.2f}",
+          f"{r['cpu_seconds']:.1f}",
           f"{r['peak_rss'] / GIB:.2f}" if r["peak_rss"] else "n/a", f"{r['base_rss'] / GIB:.2f}"] for r in rows]))
     notes = []
     by = {r["size"]: r for r in rows}
