@@ -525,9 +525,10 @@ def peak_extra_rss(fn: Callable[[], Any]) -> int | None:
 MEMORY_ENV = {"MALLOC_MMAP_THRESHOLD_": "65536", "MALLOC_TRIM_THRESHOLD_": "131072"}
 
 
-def run_worker(script: Path, payload: dict, timeout: float = 1800) -> dict:
-    """Runs ``python script --memory-worker JSON`` in a fresh process and returns its JSON answer."""
-    env = dict(os.environ, **MEMORY_ENV)
+def run_worker(script: Path, payload: dict, timeout: float = 1800, memory_env: bool = True) -> dict:
+    """Runs ``python script --memory-worker JSON`` in a fresh process and returns its JSON answer.
+    ``memory_env=False``: with the caller's allocator settings instead of ``MEMORY_ENV``."""
+    env = dict(os.environ, **(MEMORY_ENV if memory_env else {}))
     cmd = [sys.executable, str(script), "--memory-worker", json.dumps(payload)]
     try:
         p = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=timeout)

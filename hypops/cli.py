@@ -59,7 +59,7 @@ def _cmd_segment(args) -> int:
         print(f"hypops segment: --clusters must be comma-separated integers, got {args.clusters!r}", file=sys.stderr)
         return 2
     written = run_segment(checkpoint=args.checkpoint, data=args.data, clusters=clusters, out=args.out,
-                          tile=args.tile, seed=args.seed, progress=not args.no_progress)
+                          tile=args.tile, stride=args.stride, seed=args.seed, progress=not args.no_progress)
     print(json.dumps({k: str(v) for k, v in written.items()}))
     return 0
 
@@ -69,6 +69,9 @@ BENCHMARKS = {
     "bank": "bench_gyroplane_bank.py",
     "conv3d": "bench_gyroplane_conv3d.py",
     "train": "bench_train_step.py",
+    "kmeans": "bench_kmeans.py",
+    "wrapped_normal": "bench_wrapped_normal.py",
+    "segment": "bench_segment.py",
 }
 
 
@@ -130,12 +133,22 @@ def main(argv=None) -> int:
     p = sub.add_parser("segment", help="segment a volume with a trained checkpoint", description=(
         "Writes OUT/segmentation_k{K}.mrc (labels, same shape, voxel size and origin as the input; clusters "
         "numbered by mean latent radius), OUT/latents.npy ([D, Z, Y, X]) and OUT/instances_k{K}.csv "
-        "(connected components per cluster: sizes and centroids)."))
+        "(connected components per cluster: sizes and centroids). A dense checkpoint embeds every voxel in "
+        "overlapping tiles (--tile); a paper-preset checkpoint encodes the 10³ patch around each voxel (the "
+        "voxel at patch index 5 on each axis, the volume edge-padded), in batches; with --stride S only every "
+        "S-th voxel along each axis is encoded and the other voxels take the labels and latents of the "
+        "nearest encoded one. The volume is read, normalised and segmented in slabs, so tomograms larger "
+        "than memory work."))
     p.add_argument("--checkpoint", required=True, help="DIR/model.pt written by hypops train or demo")
     p.add_argument("--data", required=True, help="an MRC or NIfTI volume")
     p.add_argument("--clusters", default="2,4,6", help="comma-separated cluster counts (default 2,4,6)")
     p.add_argument("--out", required=True)
-    p.add_argument("--tile", type=int, default=64, help="tile side for large volumes (default 64)")
+    p.add_argument("--tile", type=int, default=None, help="dense checkpoints: tile side of the encoder pass "
+                   "(default 64; memory grows with its cube, time barely changes); an error for paper presets")
+    p.add_argument("--stride", type=int, default=None, help="paper-preset checkpoints: encode every S-th voxel "
+                   "along each axis, labels upsampled by nearest neighbour (default 1: every voxel, ~1e8 "
+                   "multiply-adds each; 2 is 8x faster, 4 is 64x); above 1 an error for dense checkpoints, "
+                   "which embed every voxel in one pass")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--no-progress", action="store_true")

@@ -13,7 +13,7 @@ ROOT = Path(__file__).resolve().parents[1]
 @pytest.mark.parametrize(
     "script",
     ["bench_pointwise.py", "bench_gyroplane_bank.py", "bench_gyroplane_conv3d.py", "bench_wrapped_normal.py",
-     "bench_kmeans.py", "bench_train_step.py"],
+     "bench_kmeans.py", "bench_train_step.py", "bench_segment.py"],
 )
 def test_benchmark_script_quick_run(script, tmp_path):
     proc = subprocess.run(
@@ -21,7 +21,7 @@ def test_benchmark_script_quick_run(script, tmp_path):
         capture_output=True, text=True, timeout=600, cwd=ROOT,
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    assert any(h in proc.stdout for h in ("| op |", "| D |", "| case |", "| N |"))  # it printed its table
+    assert any(h in proc.stdout for h in ("| op |", "| D |", "| case |", "| N |", "| size |"))  # it printed its table
 
 
 def test_gpu_benchmark_says_why_without_a_gpu():

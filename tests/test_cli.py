@@ -82,3 +82,48 @@ def test_help_lists_every_command():
     proc = subprocess.run([sys.executable, "-m", "hypops.cli", "--help"], capture_output=True, text=True)
     for cmd in ("demo", "train", "segment", "bench", "info"):
         assert cmd in proc.stdout
+
+
+def test_segment_paper_preset_with_stride(tmp_path, capsys):
+    """A paper-preset checkpoint (from hypops train) segments a toy volume through the CLI: with --stride 2 the
+    label volumes and latents.npy have the input's shape, the encoded voxels hold the patch latents, and the
+    flags that do not apply to a checkpoint are errors naming them."""
+    import torch
+
+    from hypops.data import make_toy_volume
+    from hypops.models import segment as seg_mod
+    from hypops.pipeline import load_model
+
+    run = tmp_path / "paper"
+    assert cli.main(["train", "--preset", "paper", "--data", "toy", "--toy-volumes", "1", "--batch-size", "2",
+                     "--steps", "1", "--out", str(run), "--no-progress"]) == 0
+    raw = make_toy_volume(5, size=20).volume.numpy()[3:12, 4:14, 2:13].astype(np.float32)  # 9 x 10 x 11
+    vol = io.write_mrc(tmp_path / "toy.mrc", raw, voxel_size=(3.0, 3.0, 3.0))
+    out = tmp_path / "seg"
+    assert cli.main(["segment", "--checkpoint", str(run / "model.pt"), "--data", str(vol), "--clusters", "2,3",
+                     "--out", str(out), "--stride", "2", "--no-progress"]) == 0
+    for k in (2, 3):
+        s = io.read_volume(out / f"segmentation_k{k}.mrc")
+        assert s.data.shape == (9, 10, 11) and s.voxel_size == pytest.approx((3.0, 3.0, 3.0))
+        assert set(np.unique(s.data)) <= set(range(k))
+        # nearest-neighbour upsampling: each voxel has the label of the encoded voxel nearest to it
+        np.testing.assert_array_equal(seg_mod.upsample_nearest(s.data[::2, ::2, ::2], (9, 10, 11), 2), s.data)
+        assert (out / f"instances_k{k}.csv").is_file()
+    lat = np.load(out / "latents.npy")
+    assert lat.shape == (2, 9, 10, 11) and np.all(np.linalg.norm(lat, axis=0) < 1)
+    model, _ = load_model(run / "model.pt")
+    want = seg_mod.embed_patches(model, io.Normalized(io.read_volume(vol).data), stride=2)
+    torch.testing.assert_close(torch.from_numpy(lat[:, ::2, ::2, ::2].copy()), want, rtol=1e-5, atol=1e-6)
+    assert not list(out.glob("*.tmp*"))  # the grid latents' temporary file is gone
+
+    capsys.readouterr()
+    assert cli.main(["segment", "--checkpoint", str(run / "model.pt"), "--data", str(vol), "--out", str(out),
+                     "--tile", "8", "--no-progress"]) == 1
+    assert "--tile" in capsys.readouterr().err
+    dense = tmp_path / "dense"
+    assert cli.main(["train", "--data", "toy", "--toy-volumes", "1", "--batch-size", "2", "--steps", "1",
+                     "--out", str(dense), "--no-progress"]) == 0
+    capsys.readouterr()
+    assert cli.main(["segment", "--checkpoint", str(dense / "model.pt"), "--data", str(vol), "--out", str(out),
+                     "--stride", "2", "--no-progress"]) == 1
+    assert "--stride" in capsys.readouterr().err

@@ -86,3 +86,18 @@ def test_normalize():
     assert abs(float(np.median(z))) < 0.1
     assert 0.8 < float(z[1:].std()) < 1.2
     assert float(z.max()) < 5
+
+
+def test_normalized_view_blocks_equal_normalize():
+    """hypops segment normalises a tomogram block by block (io.Normalized); every block equals the same slice
+    of the whole-volume normalize."""
+    rng = np.random.default_rng(2)
+    raw = rng.normal(10.0, 3.0, size=(9, 11, 13)).astype(np.float32)
+    raw[1, 2, 3] = 1e6
+    whole = io.normalize(raw)
+    view = io.Normalized(raw)
+    assert view.shape == raw.shape and view.dtype == np.float32
+    for index in [(slice(0, 4), slice(2, 9), slice(None)), (slice(5, 9),), (slice(1, 2), slice(2, 3), slice(3, 4))]:
+        block = view[index]
+        assert block.dtype == np.float32
+        np.testing.assert_array_equal(block, whole[index])

@@ -35,3 +35,73 @@ def test_chunked_assignment_and_radius_order(monkeypatch):
     # the same partition, only renumbered
     for i in range(3):
         assert len(want[3][ordered == i].unique()) == 1
+
+
+def test_segment_slabs_equals_in_memory_clustering(tmp_path):
+    """The streaming path of hypops segment (latents to disk slab by slab, subsample gathered on the way,
+    assignment read back in slabs) gives the labels of cluster_latents + order_by_radius, and the latents file
+    holds the tiled latents."""
+    import numpy as np
+
+    torch.manual_seed(0)
+    model = build_vae("dense", channels=(4, 4, 4), decoder_channels=4).eval()
+    vol = torch.randn(13, 17, 11)
+    lat = seg.embed_volume(model, vol, tile=5)
+    for max_points in (300, None):  # a subsample (300 of 2431 voxels) and all of them
+        want = seg.cluster_latents(lat, [2, 3], seed=4, max_points=max_points)
+        path = tmp_path / f"lat{max_points}.npy"
+        got = seg.segment_slabs(seg.dense_slabs(model, vol, tile=5), vol.shape, 2, [2, 3], path, seed=4,
+                                max_points=max_points)
+        np.testing.assert_array_equal(np.load(path), lat.numpy())
+        for k in (2, 3):
+            assert got[k].dtype == np.uint8 and got[k].shape == (13, 17, 11)
+            np.testing.assert_array_equal(got[k], seg.order_by_radius(want[k], lat).numpy())
+
+
+def _paper_model():
+    torch.manual_seed(0)
+    return build_vae("paper").eval()
+
+
+def test_patch_latents_equal_explicit_patches():
+    """embed_patches: the latent of voxel v is the encoder mean of the 10³ patch covering v - 5 .. v + 4 of the
+    edge-padded volume, at the edges too, for stride 1 and 3 and batches smaller than a grid row."""
+    import numpy as np
+
+    model = _paper_model()
+    g = torch.Generator().manual_seed(0)
+    vol = torch.randn(5, 6, 7, generator=g)
+    padded = torch.from_numpy(np.pad(vol.numpy(), 5, mode="edge"))  # padded[i] = vol[clip(i - 5)]
+
+    def explicit(z, y, x):
+        with torch.no_grad():
+            return model.embed(padded[z:z + 10, y:y + 10, x:x + 10][None, None])[0]
+
+    lat = seg.embed_patches(model, vol, stride=1, batch=4)
+    assert lat.shape == (2, 5, 6, 7)
+    for v in [(0, 0, 0), (4, 5, 6), (2, 3, 1), (0, 5, 3), (4, 0, 6)]:
+        torch.testing.assert_close(lat[(slice(None), *v)], explicit(*v), rtol=1e-5, atol=1e-6)
+    lat3 = seg.embed_patches(model, vol, stride=3, batch=1)
+    assert lat3.shape == (2, 2, 2, 3) == (2, *seg.grid_shape(vol.shape, 3))
+    for gz, gy, gx in [(0, 0, 0), (1, 1, 2), (1, 0, 1)]:
+        torch.testing.assert_close(lat3[:, gz, gy, gx], explicit(3 * gz, 3 * gy, 3 * gx), rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(lat3[:, gz, gy, gx], lat[:, 3 * gz, 3 * gy, 3 * gx], rtol=1e-5, atol=1e-6)
+
+
+def test_nearest_grid_upsampling():
+    """Each voxel takes the nearest sampled voxel (ties go up; past the last sample, the last one)."""
+    import numpy as np
+
+    for n in (1, 5, 7, 8, 12):
+        for s in (1, 2, 3, 4):
+            got = seg.nearest_grid_index(n, s)
+            samples = np.arange(seg.grid_shape((n,), s)[0]) * s
+            dist = np.abs(np.arange(n)[:, None] - samples[None, :])
+            # argmin over the reversed samples breaks a tie towards the higher sample
+            want = len(samples) - 1 - np.argmin(dist[:, ::-1], axis=1)
+            np.testing.assert_array_equal(got, want, err_msg=f"n={n} stride={s}")
+    grid = np.arange(2 * 3 * 4).reshape(2, 3, 4)
+    up = seg.upsample_nearest(grid, (4, 5, 7), 2)
+    assert up.shape == (4, 5, 7)
+    np.testing.assert_array_equal(up[::2, ::2, ::2], grid)
+    assert up[1, 1, 1] == grid[1, 1, 1] and up[3, 4, 6] == grid[1, 2, 3]

@@ -132,17 +132,39 @@ def write_nifti(path, data, voxel_size=(1.0, 1.0, 1.0), origin=(0.0, 0.0, 0.0)) 
     return path
 
 
+class Normalized:
+    """A lazily normalised view of a [Z, Y, X] volume: indexing it reads that block from ``data`` (e.g. a
+    memory map) and returns it normalised as ``normalize`` would (float32, identical values), so a tomogram
+    is normalised tile by tile instead of as a whole float32 copy (a 512³ volume: 512 MiB, and twice that
+    while the copy is made). ``shape``/``ndim``/``dtype`` describe the normalised volume."""
+
+    def __init__(self, data, *, lo=0.5, hi=99.5):
+        self.data = data
+        self.shape = tuple(data.shape)
+        self.ndim = len(self.shape)
+        self.dtype = np.dtype(np.float32)
+        flat = np.asarray(data).reshape(-1)
+        # statistics on a strided subsample: a memory-mapped tomogram is not read whole for them
+        step = max(1, flat.size // 2_000_000)
+        sample = np.asarray(flat[::step], dtype=np.float64)
+        self.clip = tuple(np.percentile(sample, [lo, hi]))
+        clipped = np.clip(sample, *self.clip)
+        self.mean, std = clipped.mean(), clipped.std()
+        self.std = std if std > 0 else 1.0
+
+    def apply(self, block) -> np.ndarray:
+        """Normalises an array of raw values with this volume's statistics."""
+        return ((np.clip(np.asarray(block), *self.clip).astype(np.float32) - self.mean) / self.std).astype(np.float32)
+
+    def __getitem__(self, index) -> np.ndarray:
+        return self.apply(self.data[index])
+
+
 def normalize(data, *, lo=0.5, hi=99.5) -> np.ndarray:
     """Robust z-score (float32): intensities clipped to the [lo, hi] percentiles, then centred and scaled by
     the standard deviation -- the synthetic data's intensities are O(1), and a tomogram's raw values (any
     offset, any gain, rare hot pixels) are brought to that scale. Computed on a subsample when the volume
-    is large, so a memory-mapped tomogram is not read whole for the statistics."""
-    arr = np.asarray(data)
-    flat = arr.reshape(-1)
-    step = max(1, flat.size // 2_000_000)
-    sample = np.asarray(flat[::step], dtype=np.float64)
-    a, b = np.percentile(sample, [lo, hi])
-    clipped = np.clip(sample, a, b)
-    mean, std = clipped.mean(), clipped.std()
-    std = std if std > 0 else 1.0
-    return ((np.clip(arr, a, b).astype(np.float32) - mean) / std).astype(np.float32)
+    is large, so a memory-mapped tomogram is not read whole for the statistics. ``Normalized(data)`` gives
+    the same values block by block."""
+    view = Normalized(data, lo=lo, hi=hi)
+    return view.apply(data)
