@@ -18,6 +18,10 @@ Candidates: clone (floor; fwd cost of ``inputs[0].clone()``, shown in both modes
 (``hypops.<op>(..., backend="native")``), eager (``hypops.reference.<op>``), compiled
 (``torch.compile(hypops.reference.<op>, dynamic=False)``, compiled once per shape and mode, warmed up,
 then timed; a failure to compile is recorded in the table), geoopt (``geoopt.PoincareBall(c=1)`` methods).
+On request (``--candidates``): native-baseline and native-scalar, native with other CPU kernels
+(csrc/cpu/simd/): the x86-64 baseline (SSE2) build of the vectorised per-row stage (what a CPU without
+AVX2 runs), and the plain per-row loop on libm / Dual numbers (the kernels before vectorisation), so
+that before and after compare side by side in one run.
 
 Every candidate is checked against the float64 reference on the same inputs before it is timed.
 """
@@ -51,7 +55,8 @@ except ImportError:  # pragma: no cover - geoopt is a declared dependency
     geoopt = None
 
 SIZES = {"large": (1 << 20, 64), "small": (4096, 16), "toy": (256, 8)}
-CANDIDATES = ("clone", "native", "eager", "compiled", "geoopt")
+CANDIDATES = ("clone", "native", "eager", "compiled", "geoopt", "native-baseline", "native-scalar")
+DEFAULT_CANDIDATES = ("clone", "native", "eager", "compiled", "geoopt")
 MODES = ("fwd", "fwdbwd")
 # float32 candidates vs the float64 reference: |err| <= ATOL * max(1, max|ref|) + RTOL * |ref|
 RTOL, ATOL = 2e-3, 2e-4
@@ -122,6 +127,24 @@ def oracle_fn(op: str) -> Callable:
 
 _COMPILED: dict[str, Callable] = {}
 
+# candidate -> the CPU kernels it runs (hypops._C._set_cpu_kernels; "best" = the default choice)
+KERNELS = {"native": "best", "native-baseline": "baseline", "native-scalar": "scalar"}
+
+
+def with_kernels(name: str, f: Callable) -> Callable:
+    """f with the candidate's CPU kernels switched on first. The kernels are chosen when an op runs, so a
+    fwd+bwd step (forward, then autograd's backward) runs both with them (candidates take turns)."""
+    kernels = KERNELS[name]
+
+    def run(*a):
+        if hasattr(hypops._C, "_set_cpu_kernels"):
+            hypops._C._set_cpu_kernels(kernels)
+        elif kernels != "best":
+            raise RuntimeError("this build of hypops has no selectable CPU kernels")
+        return f(*a)
+
+    return run
+
 
 def compiled_ref(op: str) -> Callable:
     if op not in _COMPILED:
@@ -142,7 +165,7 @@ def build_case(op: str, mode: str, inputs: list[torch.Tensor], *, candidates=CAN
         ball = geoopt.PoincareBall(c=1.0) if geoopt else None
         fns = {
             "clone": lambda: x0.clone(),
-            "native": lambda: hop(*inputs, c=c, backend="native"),
+            **{k: with_kernels(k, lambda: hop(*inputs, c=c, backend="native")) for k in KERNELS},
             "eager": lambda: rop(*inputs, c=c),
             "compiled": lambda: compiled_ref(op)(*inputs, c=c),
             "geoopt": (lambda: spec.geo(ball, *inputs)) if ball else None,
@@ -177,7 +200,7 @@ def build_case(op: str, mode: str, inputs: list[torch.Tensor], *, candidates=CAN
 
     fns = {
         "clone": lambda: x0.clone(),
-        "native": step(lambda: hop(*xs, c=c, backend="native")),
+        **{k: with_kernels(k, step(lambda: hop(*xs, c=c, backend="native"))) for k in KERNELS},
         "eager": step(lambda: rop(*xs, c=c)),
         "compiled": step(lambda: compiled_ref(op)(*xs, c=c)),
         "geoopt": step(lambda: spec.geo(ball, *xs), extra=(ball.isp_c,)) if ball else None,
@@ -250,7 +273,11 @@ def main(argv=None) -> int:
     for m in modes:
         if m not in MODES:
             ap.error(f"unknown mode {m!r}")
-    cands = [c.strip() for c in args.candidates.split(",")] if args.candidates else list(CANDIDATES)
+    cands = [c.strip() for c in args.candidates.split(",")] if args.candidates else list(DEFAULT_CANDIDATES)
+    for c in cands:
+        if c not in CANDIDATES:
+            ap.error(f"unknown candidate {c!r}")
+    shown = [c for c in CANDIDATES if c in DEFAULT_CANDIDATES or c in cands]
     if args.no_compile or (args.quick and not args.candidates):
         cands = [c for c in cands if c != "compiled"]
     if geoopt is None:
@@ -289,10 +316,12 @@ def main(argv=None) -> int:
                     "compiled/native": harness.ratio(res, "compiled", "native"),
                     "geoopt/native": harness.ratio(res, "geoopt", "native"),
                 }
+                if "native-scalar" in cands:
+                    ratios["scalar/native"] = harness.ratio(res, "native-scalar", "native")
                 misses = target_misses(mode, ratios)
                 report.add({"size": size, "n": n, "d": d, "op": op, "mode": mode}, res,
                            {**ratios, "target_misses": misses})
-                cells = [harness.time_cell(res.get(name)) for name in CANDIDATES]
+                cells = [harness.time_cell(res.get(name)) for name in shown]
                 notes += harness.inexact_notes(title, res)
                 table.append([op, mode, *cells, *(harness.fmt_ratio(ratios[k]) for k in ratios),
                               "ok" if not misses else "MISS " + "; ".join(misses)])
@@ -300,8 +329,8 @@ def main(argv=None) -> int:
             f"## {n} x {d} float32, {torch.get_num_threads()} threads, allocator {_allocator.current()}, "
             f"median of {repeats} interleaved rounds (±: half the IQR; ratios: median of per-round ratios)\n\n"
             + harness.markdown_table(
-                ["op", "mode", *CANDIDATES, "native/clone", "eager/native", "compiled/native", "geoopt/native",
-                 "targets"],
+                ["op", "mode", *shown, "native/clone", "eager/native", "compiled/native", "geoopt/native",
+                 *(["scalar/native"] if "native-scalar" in cands else []), "targets"],
                 table,
             )
             + ("\n\n(inexact): an outside baseline that failed the accuracy check, timed anyway:\n"

@@ -8,6 +8,7 @@
 
 #include "common/math.h"
 #include "cpu/simd/bank_kernels.h"
+#include "cpu/simd/row_kernels.h"
 
 #ifndef HYPOPS_WITH_CUDA
 #define HYPOPS_WITH_CUDA 0
@@ -59,6 +60,32 @@ PYBIND11_MODULE(_C, m) {
       out.assign(o.begin(), o.end());
     } else {
       k.asinh_d(xs.data(), out.data(), n);
+    }
+    return out;
+  });
+  // The vectorised tanh / atanh / asinh of the row kernels in use ("tanh", "atanh", "asinh"), likewise.
+  m.def("_kernel_math", [](const std::string& fn, const std::vector<double>& xs, bool as_float) {
+    const auto& k = hypops::simd::row_kernels();
+    if (k.math_d == nullptr) throw py::value_error("hypops: the scalar kernels have no vectorised math");
+    using hypops::simd::LaneFn;
+    LaneFn f;
+    if (fn == "tanh") {
+      f = LaneFn::tanh;
+    } else if (fn == "atanh") {
+      f = LaneFn::atanh;
+    } else if (fn == "asinh") {
+      f = LaneFn::asinh;
+    } else {
+      throw py::value_error("hypops: _kernel_math knows tanh, atanh, asinh, not '" + fn + "'");
+    }
+    const int64_t n = int64_t(xs.size());
+    std::vector<double> out(xs.size());
+    if (as_float) {
+      std::vector<float> in(xs.begin(), xs.end()), o(xs.size());
+      k.math_f(f, in.data(), o.data(), n);
+      out.assign(o.begin(), o.end());
+    } else {
+      k.math_d(f, xs.data(), out.data(), n);
     }
     return out;
   });

@@ -1,8 +1,9 @@
-"""The per-ISA CPU kernels of the gyroplane bank (csrc/cpu/simd/): each instruction set the CPU runs
-("baseline" = x86-64 SSE2, "avx2" = AVX2+FMA) against the "scalar" kernels, the plain per-pair loop that
-evaluates dist2plane_value through libm and its gradient on Dual numbers (the code before vectorisation).
-This pins the vectorised asinh/log (csrc/cpu/simd/lane.h) to libm and the hand-derived partials
-(dist2plane_grad in csrc/common/math.h) to the Dual evaluation, on interior and extreme inputs."""
+"""The per-ISA CPU kernels (csrc/cpu/simd/): each instruction set the CPU runs ("baseline" = x86-64 SSE2,
+"avx2" = AVX2+FMA) against the "scalar" kernels, the plain loops that evaluate the formulas of
+csrc/common/math.h through libm and their gradients on Dual numbers (the code before vectorisation).
+This pins the vectorised asinh/tanh/artanh/log (csrc/cpu/simd/lane.h) to libm, and, for the gyroplane bank
+and for every row op (forward and backward, grad_c included), the vectorised per-block stage to the scalar
+per-row one, on interior and extreme inputs."""
 
 import math
 import os
@@ -14,6 +15,7 @@ import torch
 from hyptest import RADII, extreme_args, gen, points_at, sample
 
 from hypops import _backend
+from hypops import reference as R
 
 if _backend.native_error is not None:  # pragma: no cover
     pytest.skip("hypops extension not built", allow_module_level=True)
@@ -85,6 +87,32 @@ def test_vector_asinh_matches_libm(kernels, name, single):
     assert inf[0] == math.inf and inf[1] == -math.inf and math.isnan(inf[2])
 
 
+@pytest.mark.parametrize("name", KERNELS)
+@pytest.mark.parametrize("single", [False, True], ids=["float64", "float32"])
+@pytest.mark.parametrize("fn", ["tanh", "atanh"])
+def test_vector_tanh_atanh_match_libm(kernels, name, single, fn):
+    kernels(name)
+    rng = random.Random(1)
+    if fn == "tanh":  # the kernels see arguments clamped to +-15 (math.h: TANH_CLAMP); 25 checks the cap
+        xs = [0.0, 1e-30, 1e-8, 0.17, 0.3466, 0.3467, 0.5, 1.0, 9.0, 15.0, 19.5, 25.0]
+        xs += [10 ** rng.uniform(-30, 1.2) for _ in range(4000)] + [rng.uniform(0, 3) for _ in range(2000)]
+        ref = math.tanh
+    else:  # |z| < 1 (math.h's safe_artanh clamps to 1 - 1e-7 first)
+        xs = [0.0, 1e-30, 1e-8, 0.25, 0.5, 0.75, 0.9, 0.999, 1 - 1e-7, 1 - 2**-23]
+        xs += [10 ** rng.uniform(-30, -1e-9) for _ in range(4000)] + [rng.uniform(0, 1) for _ in range(2000)]
+        xs += [1 - 10 ** rng.uniform(-7, -1) for _ in range(1000)]
+        ref = math.atanh
+    xs += [-x for x in xs]
+    if single:
+        xs = [struct.unpack("f", struct.pack("f", x))[0] for x in xs]
+        xs = [x for x in xs if abs(x) < 1] if fn == "atanh" else xs
+    got = _C._kernel_math(fn, xs, single)
+    worst = max(_ulps(g, ref(x), single) for g, x in zip(got, xs))
+    assert worst <= 4.0, worst  # lane.h: 1-3 ulp
+    half = len(xs) // 2
+    assert all(g == -h for g, h in zip(got[:half], got[half:]))
+
+
 def _bank_inputs(c, d, extreme, dtype):
     g = gen(3)
     if extreme:
@@ -138,3 +166,180 @@ def test_kernels_match_scalar(kernels, name, dtype, extreme, flags):
                 _close(u, v, rtol)
             except AssertionError as e:
                 raise AssertionError(f"{label}, c={c}: {e}") from None
+
+
+# --- row ops -------------------------------------------------------------------------------------------------
+# op -> argument kinds (hyptest.sample); "wide" = points up to 1.7x the radius (project's real input)
+ROW_OPS = {
+    "expmap0": ("tangent",),
+    "logmap0": ("point",),
+    "project": ("wide",),
+    "expmap": ("point", "tangent"),
+    "logmap": ("point", "point"),
+    "mobius_add": ("point", "point"),
+    "dist": ("point", "point"),
+    "dist2plane": ("point", "point", "normal"),
+}
+PLANE_FLAGS = [(True, False), (False, False), (True, True), (False, True)]
+
+
+# Rows with a point beyond this radius fraction are only checked for finiteness. At 1 - 1e-5 (and outside
+# the ball) the value is not determined by the float inputs: 1 - c|x|^2 ~ 2e-5 carries the input's rounding
+# (float32: 3e-3 relative), and a tangent long enough to saturate tanh puts v on the sphere, where x (+) v
+# is 0/0-like. There one FMA (avx2) instead of a multiply-add turns, e.g., expmap's 1-D output from
+# +0.0095 into -0.315 and flips a gradient's sign (both "correct"; the baseline build has no FMA and
+# matches the scalar path there). 0.999 keeps 1 - c|x|^2 = 2e-3: conditioned enough to compare.
+KEEP_RADIUS = 0.999 + 1e-9
+
+
+def _row_inputs(op, d, c, level, dtype, seed=11):
+    """(inputs, mask of the rows whose values are compared; the others must only be finite).
+    "interior": 300 well-conditioned rows (hyptest.sample(small=True): radii <= 0.7, tangent norms that
+    leave tanh unsaturated) plus a first row of zeros; a partial last block at every D.
+    "extreme": every combination of the boundary levels of each argument (radii 0 to 1 - 1e-5 and 1.5,
+    tangent norms 0 to 1e6, zero normals) plus 300 rows of hyptest.sample (radii to 0.9, tanh saturated:
+    x (+) v with v on the sphere). Rows with a point beyond KEEP_RADIUS (project excepted) are only
+    checked for finiteness."""
+    g = gen(seed)
+    kinds = ROW_OPS[op]
+    base = ["point" if k == "wide" else k for k in kinds]
+    if level == "interior":
+        args = [sample(k, 300, d, c, g, small=True) for k in base]
+        for a in args:
+            a[0] = 0
+    else:
+        ext = extreme_args(base, d, c, g)
+        args = [torch.cat([e, sample(k, 300, d, c, g)]) for e, k in zip(ext, base)]
+    if op == "project":
+        args = [args[0] * torch.linspace(0, 1.9, args[0].shape[0], dtype=torch.float64).reshape(-1, 1)]
+    keep = torch.ones(args[0].shape[0], dtype=torch.bool)
+    if op != "project":
+        for a, k in zip(args, base):
+            if k == "point":
+                keep &= a.norm(dim=-1) * math.sqrt(c) <= KEEP_RADIUS
+    return [a.to(dtype).contiguous() for a in args], keep
+
+
+def _row_call(op, args, ct, flags, g):
+    f = getattr(torch.ops.hypops, op)
+    b = getattr(torch.ops.hypops, op + "_backward")
+    extra = list(flags) if op == "dist2plane" else []
+    out = f(*args, ct, *extra)
+    grads = b(g, *args, ct, *extra)
+    return out, list(grads)
+
+
+def _row_norms(t):
+    t = t.double()
+    return t.norm(dim=-1) if t.dim() > 1 else t.abs()
+
+
+def _row_close(label, got, want, rtol, keep, typical):
+    """Row by row (vector outputs: norms over the last dim), on the rows in keep:
+    |got - want| <= rtol (|want| + typical), typical a typical row norm of the outputs compared together
+    (it covers rows whose terms cancel: a gradient row A g + b x + ... can be 1e-15 where its terms are
+    O(1), and d = 1 makes some gradients pure rounding noise). A wrong coefficient or partial changes a
+    row by O(1) of itself, far above these tolerances. Every row must be finite."""
+    assert torch.isfinite(got).all(), f"{label}: non-finite"
+    err, scale = _row_norms(got.double() - want.double()), _row_norms(want)
+    bad = (err > rtol * (scale + typical)) & keep
+    if bad.any():
+        i = int(bad.nonzero()[0])
+        raise AssertionError(f"{label}: row {i}: |diff| {err[i].item():.3g} vs |want| {scale[i].item():.3g}, "
+                             f"typical {typical:.3g}, {int(bad.sum())} rows off (rtol {rtol:g})")
+
+
+def _row_tols(dtype, level):
+    """(forward, backward, grad_c) rtol. The two paths share the sweeps; they differ in the scalar stage
+    by 1-3 ulp of tanh/artanh/asinh, by FMA contraction (avx2), and in dist2plane's backward by the
+    hand-derived partials against the Dual evaluation. Measured worst cases (both kernels, every op, D and
+    c here): interior float64 1.2e-15 forward, 1.9e-14 backward; float32 6.9e-7 forward, backward
+    identical (evaluated in double, then rounded). In the extreme set (radii to 0.999, saturated tanh,
+    tangents to 1e6) FMA's different roundings are amplified: float64 3e-11 forward, 1.4e-7 backward
+    (dist2plane, zero normals); float32 forward 1.2e-2 (mobius_add of near-opposite points at radius
+    0.999, where 1 - c|x|^2 = 2e-3 holds float32's rounding). All far below the O(1) change a wrong
+    coefficient or partial makes."""
+    if level == "interior":
+        return (1e-14, 1e-13, 1e-12) if dtype == torch.float64 else (4e-6, 1e-6, 1e-6)
+    return (1e-9, 1e-6, 1e-6) if dtype == torch.float64 else (3e-2, 1e-6, 1e-6)
+
+
+def _grad_c_scale(op, args, c, flags, g, keep):
+    kw = {"signed": flags[0], "scaled": flags[1]} if op == "dist2plane" else {}
+    a64 = [a.double()[keep] for a in args]
+    c64 = torch.tensor(c, dtype=torch.float64)
+    _, dout = torch.func.jvp(lambda cc: getattr(R, op)(*a64, c=cc, **kw), (c64,), (torch.ones_like(c64),))
+    contrib = g.double()[keep] * dout
+    if contrib.dim() > 1:
+        contrib = contrib.sum(-1)
+    return contrib.abs().sum().item() + 1e-300
+
+
+@pytest.mark.parametrize("name", KERNELS)
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=["float64", "float32"])
+@pytest.mark.parametrize("level", ["interior", "extreme"])
+@pytest.mark.parametrize("d", [1, 7, 64])
+@pytest.mark.parametrize("op", list(ROW_OPS))
+def test_row_kernels_match_scalar(kernels, name, dtype, level, d, op):
+    fwd_rtol, bwd_rtol, gc_rtol = _row_tols(dtype, level)
+    for flags in PLANE_FLAGS if op == "dist2plane" else [()]:
+        for c in (1e-3, 1.0, 10.0):
+            args, keep = _row_inputs(op, d, c, level, dtype)
+            ct = torch.tensor(c, dtype=dtype)
+            kernels("scalar")
+            out_shape = getattr(torch.ops.hypops, op)(*args, ct, *flags).shape
+            g = torch.randn(out_shape, generator=gen(5), dtype=torch.float64).to(dtype)
+            want, want_g = _row_call(op, args, ct, flags, g)
+            # grad_c is a sum over rows; its scale is the sum of the kept rows' |contributions|
+            # g_i . d out_i / dc (from the float64 reference, forward mode)
+            gc_scale = _grad_c_scale(op, args, c, flags, g, keep)
+            gk = [a[keep] for a in args]
+            want_gc_kept = _row_call(op, gk, ct, flags, g[keep])[1][-1].item()
+            kernels(name)
+            got, got_g = _row_call(op, args, ct, flags, g)
+            got_gc_kept = _row_call(op, gk, ct, flags, g[keep])[1][-1].item()
+            where = f"{op} d={d} c={c} flags={flags}"
+            _row_close(f"{where} out", got, want, fwd_rtol, keep, _row_norms(want)[keep].median().item())
+            typical = max(_row_norms(v)[keep].median().item() for v in want_g[:-1])
+            for k, (u, v) in enumerate(zip(got_g[:-1], want_g[:-1])):
+                _row_close(f"{where} grad[{k}]", u, v, bwd_rtol, keep, typical)
+            assert math.isfinite(got_g[-1].item())
+            assert abs(got_gc_kept - want_gc_kept) <= gc_rtol * gc_scale, (
+                f"{where} grad_c: {got_gc_kept} vs {want_gc_kept} (scale {gc_scale:.3g})")
+
+
+@pytest.mark.parametrize("name", KERNELS)
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16], ids=["float16", "bfloat16"])
+@pytest.mark.parametrize("op", list(ROW_OPS))
+def test_row_kernels_half_types(kernels, name, dtype, op):
+    """Half types run the float kernels (accumulation in float): same results as the scalar path up to one
+    rounding of the half type."""
+    flags = (True, False) if op == "dist2plane" else ()
+    args, _ = _row_inputs(op, 16, 1.0, "interior", dtype)
+    ct = torch.tensor(1.0, dtype=dtype)
+    kernels("scalar")
+    out_shape = getattr(torch.ops.hypops, op)(*args, ct, *flags).shape
+    g = torch.randn(out_shape, generator=gen(5), dtype=torch.float64).to(dtype)
+    want, want_g = _row_call(op, args, ct, flags, g)
+    kernels(name)
+    got, got_g = _row_call(op, args, ct, flags, g)
+    rtol = 2 * (2.0**-10 if dtype == torch.float16 else 2.0**-7)
+    keep = torch.ones(args[0].shape[0], dtype=torch.bool)
+    _row_close(f"{op} out", got, want, rtol, keep, _row_norms(want).median().item())
+    typical = max(_row_norms(v).median().item() for v in want_g[:-1])
+    for k, (u, v) in enumerate(zip(got_g[:-1], want_g[:-1])):
+        _row_close(f"{op} grad[{k}]", u, v, rtol, keep, typical)
+    assert abs(got_g[-1].item() - want_g[-1].item()) <= rtol * (abs(want_g[-1].item()) + 1.0)
+
+
+def test_row_kernels_follow_the_switch(kernels):
+    """The vectorised and the scalar path really are different code: the vectorised tanh/artanh round
+    differently from libm somewhere over many rows (so the comparisons above compare two paths)."""
+    x = sample("point", 4096, 3, 1.0, gen(2)).to(torch.float64)
+    ct = torch.tensor(1.0, dtype=torch.float64)
+    kernels("scalar")
+    want = torch.ops.hypops.logmap0(x, ct)
+    kernels(KERNELS[-1])
+    got = torch.ops.hypops.logmap0(x, ct)
+    assert not torch.equal(got, want)
+    torch.testing.assert_close(got, want, rtol=1e-13, atol=0)

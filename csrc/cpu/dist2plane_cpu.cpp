@@ -6,9 +6,14 @@
 //   grad_x = g (2 l_xx x + 2 l_dd (x - p) + l_da a)
 //   grad_p = g (2 l_pp p + (l_pa - l_da) a - 2 l_dd (x - p))
 //   grad_a = g (2 l_aa a + l_pa p + l_da (x - p))
+//
+// The per-row formula runs vectorised over blocks of rows (cpu/simd/row_kernels.h; the scheme is described
+// in cpu/rowwise.h; backward through the hand-derived partials dist2plane_grad of common/math.h) unless the
+// kernels are set to "scalar", which runs the plain per-row loops below (Dual numbers in backward).
 #include <torch/library.h>
 
 #include "cpu/rows.h"
+#include "cpu/simd/row_kernels.h"
 
 namespace hypops {
 namespace {
@@ -35,6 +40,20 @@ _Pragma("omp simd reduction(+ : xx, pp, aa, pa, dd, da)")
   return {xx, pp, aa, pa, dd, da};
 }
 
+template <typename acc_t, typename scalar_t>
+inline void plane_bwd_out(scalar_t* ox, scalar_t* op, scalar_t* oa, const scalar_t* xi, const scalar_t* pi,
+                          const scalar_t* ai, acc_t lxx, acc_t lpp, acc_t laa, acc_t lpa, acc_t ldd, acc_t lda,
+                          int64_t D) {
+_Pragma("omp simd")
+  for (int64_t d = 0; d < D; ++d) {
+    const acc_t xv = acc_t(xi[d]), pv = acc_t(pi[d]), av = acc_t(ai[d]);
+    const acc_t df = xv - pv;
+    ox[d] = scalar_t(lxx * xv + ldd * df + lda * av);
+    op[d] = scalar_t(lpp * pv + (lpa - lda) * av - ldd * df);
+    oa[d] = scalar_t(laa * av + lpa * pv + lda * df);
+  }
+}
+
 at::Tensor dist2plane_cpu(const at::Tensor& x, const at::Tensor& p, const at::Tensor& a, const at::Tensor& c,
                           bool is_signed, bool scaled) {
   check_rows("dist2plane", {{&x, "x"}, {&p, "p"}, {&a, "a"}});
@@ -50,6 +69,21 @@ at::Tensor dist2plane_cpu(const at::Tensor& x, const at::Tensor& p, const at::Te
     const auto A = row_of<scalar_t>(r.mats[2]);
     scalar_t* O = out.data_ptr<scalar_t>();
     const acc_t c_ = acc_t(cv);
+    const simd::RowKernels& kern = simd::row_kernels();
+    if (kern.plane_fwd_f != nullptr) {
+      for_row_blocks(r.N, r.D, [&](int64_t b, int64_t e) {
+        constexpr int64_t B = kMaxRowBlock;
+        acc_t xx[B], pp[B], aa[B], pa[B], dd[B], da[B], o[B];
+        for (int64_t i = b; i < e; ++i) {
+          const auto q = plane_reductions<scalar_t, acc_t>(X(i), P(i), A(i), r.D);
+          const int64_t j = i - b;
+          xx[j] = q.xx, pp[j] = q.pp, aa[j] = q.aa, pa[j] = q.pa, dd[j] = q.dd, da[j] = q.da;
+        }
+        simd::run(kern, simd::PlaneFwd<acc_t>{xx, pp, aa, pa, dd, da, o, c_, e - b, is_signed, scaled});
+        for (int64_t i = b; i < e; ++i) O[i] = scalar_t(o[i - b]);
+      });
+      return;
+    }
     for_rows(r.N, r.D, [&](int64_t i) {
       const auto q = plane_reductions<scalar_t, acc_t>(X(i), P(i), A(i), r.D);
       O[i] = scalar_t(dist2plane_value(q.xx, q.pp, q.aa, q.pa, q.dd, q.da, c_, is_signed, scaled));
@@ -80,6 +114,28 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> dist2plane_backward_c
     const scalar_t* G = g.data_ptr<scalar_t>();
     scalar_t *GX = gx.data_ptr<scalar_t>(), *GP = gp.data_ptr<scalar_t>(), *GA = ga.data_ptr<scalar_t>();
     const int64_t D = r.D;
+    const simd::RowKernels& kern = simd::row_kernels();
+    if (kern.plane_bwd_f != nullptr) {
+      gc = sum_row_blocks(r.N, D, [&](int64_t b, int64_t e) {
+        constexpr int64_t B = kMaxRowBlock;
+        acc_t xx[B], pp[B], aa[B], pa[B], dd[B], da[B], gi[B];
+        acc_t lxx[B], lpp[B], laa[B], lpa[B], ldd[B], lda[B];
+        for (int64_t i = b; i < e; ++i) {
+          const auto q = plane_reductions<scalar_t, acc_t>(X(i), P(i), A(i), D);
+          const int64_t j = i - b;
+          xx[j] = q.xx, pp[j] = q.pp, aa[j] = q.aa, pa[j] = q.pa, dd[j] = q.dd, da[j] = q.da, gi[j] = acc_t(G[i]);
+        }
+        const double s = simd::run(kern, simd::PlaneBwd<acc_t>{xx, pp, aa, pa, dd, da, gi, lxx, lpp, laa, lpa, ldd,
+                                                               lda, cv, e - b, is_signed, scaled});
+        for (int64_t i = b; i < e; ++i) {
+          const int64_t j = i - b;
+          plane_bwd_out(GX + i * D, GP + i * D, GA + i * D, X(i), P(i), A(i), lxx[j], lpp[j], laa[j], lpa[j], ldd[j],
+                        lda[j], D);
+        }
+        return s;
+      });
+      return;
+    }
     gc = sum_rows(r.N, D, [&](int64_t i) {
       const scalar_t *xi = X(i), *pi = P(i), *ai = A(i);
       const auto q = plane_reductions<scalar_t, acc_t>(xi, pi, ai, D);
@@ -88,15 +144,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> dist2plane_backward_c
       const acc_t gi = acc_t(G[i]);
       const acc_t lxx = 2 * gi * l.d[0], lpp = 2 * gi * l.d[1], laa = 2 * gi * l.d[2], lpa = gi * l.d[3],
                   ldd = 2 * gi * l.d[4], lda = gi * l.d[5];
-      scalar_t *ox = GX + i * D, *op = GP + i * D, *oa = GA + i * D;
-_Pragma("omp simd")
-      for (int64_t d = 0; d < D; ++d) {
-        const acc_t xv = acc_t(xi[d]), pv = acc_t(pi[d]), av = acc_t(ai[d]);
-        const acc_t df = xv - pv;
-        ox[d] = scalar_t(lxx * xv + ldd * df + lda * av);
-        op[d] = scalar_t(lpp * pv + (lpa - lda) * av - ldd * df);
-        oa[d] = scalar_t(laa * av + lpa * pv + lda * df);
-      }
+      plane_bwd_out(GX + i * D, GP + i * D, GA + i * D, xi, pi, ai, lxx, lpp, laa, lpa, ldd, lda, D);
       return gi * l.d[6];
     });
   });

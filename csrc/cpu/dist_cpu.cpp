@@ -3,12 +3,43 @@
 //
 // Backward: with l = dist_value(r, c) and g the incoming gradient,
 //   grad_x = g (2 dl/d|x|^2 x + 2 dl/d|x-y|^2 (x - y)),  grad_y = g (2 dl/d|y|^2 y - 2 dl/d|x-y|^2 (x - y)).
+//
+// The per-row formula runs vectorised over blocks of rows (cpu/simd/row_kernels.h; the scheme is described
+// in cpu/rowwise.h) unless the kernels are set to "scalar", which runs the plain per-row loop below.
 #include <torch/library.h>
 
 #include "cpu/rows.h"
+#include "cpu/simd/row_kernels.h"
 
 namespace hypops {
 namespace {
+
+template <typename acc_t> struct DistRed {
+  acc_t xx, yy, dd;
+};
+template <typename acc_t, typename scalar_t>
+inline DistRed<acc_t> dist_red(const scalar_t* xi, const scalar_t* yi, int64_t D) {
+  acc_t xx = 0, yy = 0, dd = 0;
+_Pragma("omp simd reduction(+ : xx, yy, dd)")
+  for (int64_t d = 0; d < D; ++d) {
+    const acc_t xv = acc_t(xi[d]), yv = acc_t(yi[d]);
+    xx += xv * xv;
+    yy += yv * yv;
+    dd += (xv - yv) * (xv - yv);
+  }
+  return {xx, yy, dd};
+}
+template <typename acc_t, typename scalar_t>
+inline void dist_bwd_out(scalar_t* ox, scalar_t* oy, const scalar_t* xi, const scalar_t* yi, acc_t x2, acc_t y2,
+                         acc_t d2, int64_t D) {
+_Pragma("omp simd")
+  for (int64_t d = 0; d < D; ++d) {
+    const acc_t xv = acc_t(xi[d]), yv = acc_t(yi[d]);
+    const acc_t diff = d2 * (xv - yv);
+    ox[d] = scalar_t(x2 * xv + diff);
+    oy[d] = scalar_t(y2 * yv - diff);
+  }
+}
 
 at::Tensor dist_cpu(const at::Tensor& x, const at::Tensor& y, const at::Tensor& c) {
   check_rows("dist", {{&x, "x"}, {&y, "y"}});
@@ -24,17 +55,22 @@ at::Tensor dist_cpu(const at::Tensor& x, const at::Tensor& y, const at::Tensor& 
     scalar_t* O = out.data_ptr<scalar_t>();
     const int64_t D = r.D;
     const acc_t c_ = acc_t(cv);
+    const simd::RowKernels& kern = simd::row_kernels();
+    if (kern.dist_fwd_f != nullptr) {
+      for_row_blocks(r.N, D, [&](int64_t b, int64_t e) {
+        acc_t xx[kMaxRowBlock], yy[kMaxRowBlock], dd[kMaxRowBlock], o[kMaxRowBlock];
+        for (int64_t i = b; i < e; ++i) {
+          const auto q = dist_red<acc_t>(X(i), Y(i), D);
+          xx[i - b] = q.xx, yy[i - b] = q.yy, dd[i - b] = q.dd;
+        }
+        simd::run(kern, simd::DistFwd<acc_t>{xx, yy, dd, o, c_, e - b});
+        for (int64_t i = b; i < e; ++i) O[i] = scalar_t(o[i - b]);
+      });
+      return;
+    }
     for_rows(r.N, D, [&](int64_t i) {
-      const scalar_t *xi = X(i), *yi = Y(i);
-      acc_t xx = 0, yy = 0, dd = 0;
-_Pragma("omp simd reduction(+ : xx, yy, dd)")
-      for (int64_t d = 0; d < D; ++d) {
-        const acc_t xv = acc_t(xi[d]), yv = acc_t(yi[d]);
-        xx += xv * xv;
-        yy += yv * yv;
-        dd += (xv - yv) * (xv - yv);
-      }
-      O[i] = scalar_t(dist_value(xx, yy, dd, c_));
+      const auto q = dist_red<acc_t>(X(i), Y(i), D);
+      O[i] = scalar_t(dist_value(q.xx, q.yy, q.dd, c_));
     });
   });
   return out;
@@ -60,28 +96,29 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> dist_backward_cpu(const at::Tenso
     scalar_t* GX = gx.data_ptr<scalar_t>();
     scalar_t* GY = gy.data_ptr<scalar_t>();
     const int64_t D = r.D;
+    const simd::RowKernels& kern = simd::row_kernels();
+    if (kern.dist_bwd_f != nullptr) {
+      gc = sum_row_blocks(r.N, D, [&](int64_t b, int64_t e) {
+        acc_t xx[kMaxRowBlock], yy[kMaxRowBlock], dd[kMaxRowBlock], gi[kMaxRowBlock];
+        acc_t x2[kMaxRowBlock], y2[kMaxRowBlock], d2[kMaxRowBlock];
+        for (int64_t i = b; i < e; ++i) {
+          const auto q = dist_red<acc_t>(X(i), Y(i), D);
+          xx[i - b] = q.xx, yy[i - b] = q.yy, dd[i - b] = q.dd, gi[i - b] = acc_t(G[i]);
+        }
+        const double s = simd::run(kern, simd::DistBwd<acc_t>{xx, yy, dd, gi, x2, y2, d2, cv, e - b});
+        for (int64_t i = b; i < e; ++i) {
+          dist_bwd_out(GX + i * D, GY + i * D, X(i), Y(i), x2[i - b], y2[i - b], d2[i - b], D);
+        }
+        return s;
+      });
+      return;
+    }
     gc = sum_rows(r.N, D, [&](int64_t i) {
-      const scalar_t *xi = X(i), *yi = Y(i);
-      acc_t xx = 0, yy = 0, dd = 0;
-_Pragma("omp simd reduction(+ : xx, yy, dd)")
-      for (int64_t d = 0; d < D; ++d) {
-        const acc_t xv = acc_t(xi[d]), yv = acc_t(yi[d]);
-        xx += xv * xv;
-        yy += yv * yv;
-        dd += (xv - yv) * (xv - yv);
-      }
-      const Du l = dist_value(Du::var(xx, 0), Du::var(yy, 1), Du::var(dd, 2), Du::var(cv, 3));
+      const auto q = dist_red<acc_t>(X(i), Y(i), D);
+      const Du l = dist_value(Du::var(q.xx, 0), Du::var(q.yy, 1), Du::var(q.dd, 2), Du::var(cv, 3));
       const acc_t gi = acc_t(G[i]);
       const acc_t x2 = 2 * gi * l.d[0], y2 = 2 * gi * l.d[1], d2 = 2 * gi * l.d[2];
-      scalar_t* ox = GX + i * D;
-      scalar_t* oy = GY + i * D;
-_Pragma("omp simd")
-      for (int64_t d = 0; d < D; ++d) {
-        const acc_t xv = acc_t(xi[d]), yv = acc_t(yi[d]);
-        const acc_t diff = d2 * (xv - yv);
-        ox[d] = scalar_t(x2 * xv + diff);
-        oy[d] = scalar_t(y2 * yv - diff);
-      }
+      dist_bwd_out(GX + i * D, GY + i * D, X(i), Y(i), x2, y2, d2, D);
       return gi * l.d[3];
     });
   });

@@ -5,10 +5,6 @@
 
 namespace hypops {
 namespace {
-struct Expmap0Op {
-  static constexpr const char* arg = "u";
-  template <typename S, typename T> static S coef(S uu, S c, T eps) { return expmap0_coef(uu, c, eps); }
-};
 at::Tensor expmap0_cpu(const at::Tensor& u, const at::Tensor& c) { return unary_forward<Expmap0Op>("expmap0", u, c); }
 std::tuple<at::Tensor, at::Tensor> expmap0_backward_cpu(const at::Tensor& g, const at::Tensor& u, const at::Tensor& c) {
   return unary_backward<Expmap0Op>("expmap0_backward", g, u, c);

@@ -5,16 +5,6 @@
 
 namespace hypops {
 namespace {
-struct ExpmapOp {
-  static constexpr const char* arg0 = "x";
-  static constexpr const char* arg1 = "u";
-  static constexpr bool kUsesDD = false;
-  template <typename S, typename T> static Coef2<S> coef(S xx, S yy, S xy, S dd, S c, T eps) {
-    (void)dd;
-    (void)eps;
-    return expmap_coef(xx, yy, xy, c, eps);
-  }
-};
 at::Tensor expmap_cpu(const at::Tensor& x, const at::Tensor& u, const at::Tensor& c) {
   return binary_forward<ExpmapOp>("expmap", x, u, c);
 }

@@ -5,10 +5,6 @@
 
 namespace hypops {
 namespace {
-struct Logmap0Op {
-  static constexpr const char* arg = "y";
-  template <typename S, typename T> static S coef(S yy, S c, T) { return logmap0_coef(yy, c); }
-};
 at::Tensor logmap0_cpu(const at::Tensor& y, const at::Tensor& c) { return unary_forward<Logmap0Op>("logmap0", y, c); }
 std::tuple<at::Tensor, at::Tensor> logmap0_backward_cpu(const at::Tensor& g, const at::Tensor& y, const at::Tensor& c) {
   return unary_backward<Logmap0Op>("logmap0_backward", g, y, c);

@@ -5,16 +5,6 @@
 
 namespace hypops {
 namespace {
-struct LogmapOp {
-  static constexpr const char* arg0 = "x";
-  static constexpr const char* arg1 = "y";
-  static constexpr bool kUsesDD = true;
-  template <typename S, typename T> static Coef2<S> coef(S xx, S yy, S xy, S dd, S c, T eps) {
-    (void)dd;
-    (void)eps;
-    return logmap_coef(xx, yy, xy, dd, c);
-  }
-};
 at::Tensor logmap_cpu(const at::Tensor& x, const at::Tensor& y, const at::Tensor& c) {
   return binary_forward<LogmapOp>("logmap", x, y, c);
 }

@@ -5,16 +5,6 @@
 
 namespace hypops {
 namespace {
-struct MobiusAddOp {
-  static constexpr const char* arg0 = "x";
-  static constexpr const char* arg1 = "y";
-  static constexpr bool kUsesDD = false;
-  template <typename S, typename T> static Coef2<S> coef(S xx, S yy, S xy, S dd, S c, T eps) {
-    (void)dd;
-    (void)eps;
-    return mobius_add_coef(xx, yy, xy, c, eps);
-  }
-};
 at::Tensor mobius_add_cpu(const at::Tensor& x, const at::Tensor& y, const at::Tensor& c) {
   return binary_forward<MobiusAddOp>("mobius_add", x, y, c);
 }

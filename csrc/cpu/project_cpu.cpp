@@ -5,10 +5,6 @@
 
 namespace hypops {
 namespace {
-struct ProjectOp {
-  static constexpr const char* arg = "x";
-  template <typename S, typename T> static S coef(S xx, S c, T eps) { return project_coef(xx, c, eps); }
-};
 at::Tensor project_cpu(const at::Tensor& x, const at::Tensor& c) { return unary_forward<ProjectOp>("project", x, c); }
 std::tuple<at::Tensor, at::Tensor> project_backward_cpu(const at::Tensor& g, const at::Tensor& x, const at::Tensor& c) {
   return unary_backward<ProjectOp>("project_backward", g, x, c);

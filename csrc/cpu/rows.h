@@ -7,6 +7,7 @@
 #include <ATen/OpMathType.h>
 #include <ATen/Parallel.h>
 
+#include <algorithm>
 #include <vector>
 
 #include "common/checks.h"
@@ -55,6 +56,35 @@ template <typename F> void for_rows(int64_t N, int64_t D, const F& f) {
   at::parallel_for(0, N, row_grain(D), [&](int64_t b, int64_t e) {
     for (int64_t i = b; i < e; ++i) f(i);
   });
+}
+
+// Rows per block of the vectorised row kernels (cpu/rowwise.h, dist_cpu.cpp, dist2plane_cpu.cpp): sweep 1
+// computes a block's reductions, one vectorised call (cpu/simd/row_kernels.h) its coefficients, sweep 2
+// its outputs. ~8192 elements per input per block (32 KiB of float rows) so that the block's rows are
+// still in L1/L2 for sweep 2; at least 16 rows so the vectorised stage runs full vectors, at most
+// kMaxRowBlock so the per-row arrays live on the stack.
+constexpr int64_t kMaxRowBlock = 256;
+inline int64_t row_block(int64_t D) {
+  return std::min<int64_t>(kMaxRowBlock, std::max<int64_t>(16, 8192 / std::max<int64_t>(D, 1)));
+}
+
+// f(b, e) over consecutive blocks [b, e) of at most row_block(D) rows, the tasks split as for_rows does.
+template <typename F> void for_row_blocks(int64_t N, int64_t D, const F& f) {
+  const int64_t B = row_block(D);
+  at::parallel_for(0, N, std::max(row_grain(D), B), [&](int64_t b, int64_t e) {
+    for (int64_t i = b; i < e; i += B) f(i, std::min(e, i + B));
+  });
+}
+// Sum over blocks of f(b, e) (a double: the gradient of c), accumulated in double per task.
+template <typename F> double sum_row_blocks(int64_t N, int64_t D, const F& f) {
+  const int64_t B = row_block(D);
+  return at::parallel_reduce(
+      0, N, std::max(row_grain(D), B), 0.0,
+      [&](int64_t b, int64_t e, double acc) {
+        for (int64_t i = b; i < e; i += B) acc += f(i, std::min(e, i + B));
+        return acc;
+      },
+      std::plus<double>());
 }
 
 // Sum over rows of f(i) (the gradient of c), accumulated in double per task.

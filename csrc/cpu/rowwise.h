@@ -2,7 +2,8 @@
 //   unary:  out = k(|x|^2, c) x                       (project, expmap0, logmap0)
 //   binary: out = A(r, c) x + B(r, c) y, r = (|x|^2, |y|^2, <x,y>, |x-y|^2)   (mobius_add, expmap, logmap)
 // Each row is read once from memory: a first sweep computes the reductions, the formula in
-// common/math.h gives the coefficients, a second sweep (the row is now in L1) writes the output.
+// common/math.h (through cpu/row_ops.h) gives the coefficients, a second sweep (the row is now in
+// L1/L2) writes the output.
 //
 // Backward evaluates the same formula on Dual numbers. With g the incoming gradient and
 // l = A <g,x> + B <g,y>, the input gradients are
@@ -10,15 +11,122 @@
 //   grad_y = B g + (dl/d|y|^2) 2y + (dl/d<x,y>) x - (dl/d|x-y|^2) 2(x - y)
 // and grad_c = sum over rows of dl/dc. (x - y) is formed per element, so the term stays accurate when
 // x and y nearly coincide.
+//
+// Two paths compute the per-row coefficients (the "scalar stage" between the sweeps):
+//  - vectorised (default): rows go in blocks (rows.h: for_row_blocks); sweep 1 stores each row's
+//    reductions in small per-block arrays, one call to the per-ISA row kernels (cpu/simd/row_kernels.h)
+//    evaluates the formula for the whole block with one row per SIMD lane, sweep 2 writes the rows;
+//  - scalar (HYPOPS_CPU_KERNELS=scalar, or hypops._C._set_cpu_kernels("scalar")): the formula through
+//    libm and Dual<double>, one row at a time -- the code before vectorisation, kept as the reference the
+//    tests (tests/test_simd_kernels.py) and benchmarks compare the vectorised path with.
+// Both paths share the sweeps below, so they differ only in that stage.
 #pragma once
 
 #include <tuple>
 
+#include "cpu/row_ops.h"
 #include "cpu/rows.h"
+#include "cpu/simd/row_kernels.h"
 
 namespace hypops {
 
-// Op: static S coef(S xx, S c, double eps) for S in {acc_t, Dual}.
+// --- the sweeps, shared by both paths --------------------------------------------------------------------
+template <typename acc_t, typename scalar_t> inline acc_t row_sq(const scalar_t* xi, int64_t D) {
+  acc_t xx = 0;
+_Pragma("omp simd reduction(+ : xx)")
+  for (int64_t d = 0; d < D; ++d) xx += acc_t(xi[d]) * acc_t(xi[d]);
+  return xx;
+}
+template <typename acc_t, typename scalar_t> inline void row_scale(scalar_t* oi, const scalar_t* xi, acc_t k,
+                                                                   int64_t D) {
+_Pragma("omp simd")
+  for (int64_t d = 0; d < D; ++d) oi[d] = scalar_t(k * acc_t(xi[d]));
+}
+// unary backward: |x|^2 and <g, x>
+template <typename acc_t> struct UnaryBwdRed {
+  acc_t xx, gx;
+};
+template <typename acc_t, typename scalar_t>
+inline UnaryBwdRed<acc_t> unary_bwd_red(const scalar_t* gi, const scalar_t* xi, int64_t D) {
+  acc_t xx = 0, gxv = 0;
+_Pragma("omp simd reduction(+ : xx, gxv)")
+  for (int64_t d = 0; d < D; ++d) {
+    const acc_t xv = acc_t(xi[d]);
+    xx += xv * xv;
+    gxv += acc_t(gi[d]) * xv;
+  }
+  return {xx, gxv};
+}
+template <typename acc_t, typename scalar_t>
+inline void unary_bwd_out(scalar_t* o, const scalar_t* gi, const scalar_t* xi, acc_t a, acc_t b, int64_t D) {
+_Pragma("omp simd")
+  for (int64_t d = 0; d < D; ++d) o[d] = scalar_t(a * acc_t(gi[d]) + b * acc_t(xi[d]));
+}
+// binary: |x|^2, |y|^2, <x,y> and, when the formula reads it (kDD), |x - y|^2 (else 0)
+template <typename acc_t> struct BinaryRed {
+  acc_t xx, yy, xy, dd;
+};
+template <bool kDD, typename acc_t, typename scalar_t>
+inline BinaryRed<acc_t> binary_red(const scalar_t* xi, const scalar_t* yi, int64_t D) {
+  acc_t xx = 0, yy = 0, xy = 0, dd = 0;
+  if constexpr (kDD) {
+_Pragma("omp simd reduction(+ : xx, yy, xy, dd)")
+    for (int64_t d = 0; d < D; ++d) {
+      const acc_t xv = acc_t(xi[d]), yv = acc_t(yi[d]);
+      xx += xv * xv;
+      yy += yv * yv;
+      xy += xv * yv;
+      dd += (xv - yv) * (xv - yv);
+    }
+  } else {
+_Pragma("omp simd reduction(+ : xx, yy, xy)")
+    for (int64_t d = 0; d < D; ++d) {
+      const acc_t xv = acc_t(xi[d]), yv = acc_t(yi[d]);
+      xx += xv * xv;
+      yy += yv * yv;
+      xy += xv * yv;
+    }
+  }
+  return {xx, yy, xy, dd};
+}
+template <typename acc_t, typename scalar_t>
+inline void binary_out(scalar_t* oi, const scalar_t* xi, const scalar_t* yi, acc_t a, acc_t b, int64_t D) {
+_Pragma("omp simd")
+  for (int64_t d = 0; d < D; ++d) oi[d] = scalar_t(a * acc_t(xi[d]) + b * acc_t(yi[d]));
+}
+// binary backward: the four reductions and <g,x>, <g,y>
+template <typename acc_t> struct BinaryBwdRed {
+  acc_t xx, yy, xy, dd, gx, gy;
+};
+template <typename acc_t, typename scalar_t>
+inline BinaryBwdRed<acc_t> binary_bwd_red(const scalar_t* gi, const scalar_t* xi, const scalar_t* yi, int64_t D) {
+  acc_t xx = 0, yy = 0, xy = 0, dd = 0, gxv = 0, gyv = 0;
+_Pragma("omp simd reduction(+ : xx, yy, xy, dd, gxv, gyv)")
+  for (int64_t d = 0; d < D; ++d) {
+    const acc_t xv = acc_t(xi[d]), yv = acc_t(yi[d]), gv = acc_t(gi[d]);
+    xx += xv * xv;
+    yy += yv * yv;
+    xy += xv * yv;
+    dd += (xv - yv) * (xv - yv);
+    gxv += gv * xv;
+    gyv += gv * yv;
+  }
+  return {xx, yy, xy, dd, gxv, gyv};
+}
+template <typename acc_t, typename scalar_t>
+inline void binary_bwd_out(scalar_t* ox, scalar_t* oy, const scalar_t* gi, const scalar_t* xi, const scalar_t* yi,
+                           acc_t A, acc_t B, acc_t x2, acc_t y2, acc_t xyc, acc_t d2, int64_t D) {
+_Pragma("omp simd")
+  for (int64_t d = 0; d < D; ++d) {
+    const acc_t xv = acc_t(xi[d]), yv = acc_t(yi[d]), gv = acc_t(gi[d]);
+    const acc_t diff = d2 * (xv - yv);
+    ox[d] = scalar_t(A * gv + x2 * xv + xyc * yv + diff);
+    oy[d] = scalar_t(B * gv + y2 * yv + xyc * xv - diff);
+  }
+}
+
+// --- unary ---------------------------------------------------------------------------------------------
+// Op (cpu/row_ops.h): static S coef(S xx, S c, T eps) for S in {acc_t, Dual, Lane, Dual<Lane>}.
 template <typename Op> at::Tensor unary_forward(const char* name, const at::Tensor& x, const at::Tensor& c) {
   check_rows(name, {{&x, Op::arg}});
   check_c(name, c, x);
@@ -32,15 +140,19 @@ template <typename Op> at::Tensor unary_forward(const char* name, const at::Tens
     const int64_t D = r.D;
     const acc_t c_ = acc_t(cv);
     const acc_t eps = acc_t(proj_eps<scalar_t>());
+    const simd::RowKernels& kern = simd::row_kernels();
+    if (kern.unary_fwd_f != nullptr) {
+      for_row_blocks(r.N, D, [&](int64_t b, int64_t e) {
+        acc_t xx[kMaxRowBlock], k[kMaxRowBlock];
+        for (int64_t i = b; i < e; ++i) xx[i - b] = row_sq<acc_t>(X(i), D);
+        simd::run(kern, Op::kOp, simd::UnaryFwd<acc_t>{xx, k, c_, eps, e - b});
+        for (int64_t i = b; i < e; ++i) row_scale(O + i * D, X(i), k[i - b], D);
+      });
+      return;
+    }
     for_rows(r.N, D, [&](int64_t i) {
-      const scalar_t* xi = X(i);
-      acc_t xx = 0;
-_Pragma("omp simd reduction(+ : xx)")
-      for (int64_t d = 0; d < D; ++d) xx += acc_t(xi[d]) * acc_t(xi[d]);
-      const acc_t k = Op::coef(xx, c_, eps);
-      scalar_t* oi = O + i * D;
-_Pragma("omp simd")
-      for (int64_t d = 0; d < D; ++d) oi[d] = scalar_t(k * acc_t(xi[d]));
+      const acc_t k = Op::coef(row_sq<acc_t>(X(i), D), c_, eps);
+      row_scale(O + i * D, X(i), k, D);
     });
   });
   return out;
@@ -63,28 +175,35 @@ std::tuple<at::Tensor, at::Tensor> unary_backward(const char* name, const at::Te
     scalar_t* GX = gx.data_ptr<scalar_t>();
     const int64_t D = r.D;
     const acc_t eps = acc_t(proj_eps<scalar_t>());
+    const simd::RowKernels& kern = simd::row_kernels();
+    if (kern.unary_bwd_f != nullptr) {
+      gc = sum_row_blocks(r.N, D, [&](int64_t b, int64_t e) {
+        acc_t xx[kMaxRowBlock], gxv[kMaxRowBlock], ka[kMaxRowBlock], kb[kMaxRowBlock];
+        for (int64_t i = b; i < e; ++i) {
+          const auto q = unary_bwd_red<acc_t>(G(i), X(i), D);
+          xx[i - b] = q.xx;
+          gxv[i - b] = q.gx;
+        }
+        const double s = simd::run(kern, Op::kOp, simd::UnaryBwd<acc_t>{xx, gxv, ka, kb, cv, double(eps), e - b});
+        for (int64_t i = b; i < e; ++i) unary_bwd_out(GX + i * D, G(i), X(i), ka[i - b], kb[i - b], D);
+        return s;
+      });
+      return;
+    }
     gc = sum_rows(r.N, D, [&](int64_t i) {
-      const scalar_t *gi = G(i), *xi = X(i);
-      acc_t xx = 0, gxv = 0;
-_Pragma("omp simd reduction(+ : xx, gxv)")
-      for (int64_t d = 0; d < D; ++d) {
-        const acc_t xv = acc_t(xi[d]);
-        xx += xv * xv;
-        gxv += acc_t(gi[d]) * xv;
-      }
-      const Du k = Op::coef(Du::var(xx, 0), Du::var(cv, 1), double(eps));
-      const acc_t a = k.v, b = acc_t(2) * gxv * k.d[0];
-      scalar_t* o = GX + i * D;
-_Pragma("omp simd")
-      for (int64_t d = 0; d < D; ++d) o[d] = scalar_t(a * acc_t(gi[d]) + b * acc_t(xi[d]));
-      return gxv * k.d[1];
+      const auto q = unary_bwd_red<acc_t>(G(i), X(i), D);
+      const Du k = Op::coef(Du::var(q.xx, 0), Du::var(cv, 1), double(eps));
+      const acc_t a = k.v, b = acc_t(2) * q.gx * k.d[0];
+      unary_bwd_out(GX + i * D, G(i), X(i), a, b, D);
+      return q.gx * k.d[1];
     });
   });
   return {reduce_to(gx, r.shape, x), grad_c_tensor(gc, c)};
 }
 
-// Op: static Coef2<S> coef(S xx, S yy, S xy, S dd, S c, double eps); Op::kUsesDD says whether the
-// formula reads |x - y|^2 (the forward skips that reduction otherwise).
+// --- binary --------------------------------------------------------------------------------------------
+// Op (cpu/row_ops.h): static Coef2<S> coef(S xx, S yy, S xy, S dd, S c, T eps); Op::kUsesDD says whether
+// the formula reads |x - y|^2 (the forward skips that reduction otherwise).
 template <typename Op>
 at::Tensor binary_forward(const char* name, const at::Tensor& x, const at::Tensor& y, const at::Tensor& c) {
   check_rows(name, {{&x, Op::arg0}, {&y, Op::arg1}});
@@ -100,31 +219,27 @@ at::Tensor binary_forward(const char* name, const at::Tensor& x, const at::Tenso
     const int64_t D = r.D;
     const acc_t c_ = acc_t(cv);
     const acc_t eps = acc_t(proj_eps<scalar_t>());
+    const simd::RowKernels& kern = simd::row_kernels();
+    if (kern.binary_fwd_f != nullptr) {
+      for_row_blocks(r.N, D, [&](int64_t b, int64_t e) {
+        acc_t xx[kMaxRowBlock], yy[kMaxRowBlock], xy[kMaxRowBlock], dd[kMaxRowBlock];
+        acc_t ka[kMaxRowBlock], kb[kMaxRowBlock];
+        for (int64_t i = b; i < e; ++i) {
+          const auto q = binary_red<Op::kUsesDD, acc_t>(X(i), Y(i), D);
+          xx[i - b] = q.xx;
+          yy[i - b] = q.yy;
+          xy[i - b] = q.xy;
+          dd[i - b] = q.dd;
+        }
+        simd::run(kern, Op::kOp, simd::BinaryFwd<acc_t>{xx, yy, xy, dd, ka, kb, c_, eps, e - b});
+        for (int64_t i = b; i < e; ++i) binary_out(O + i * D, X(i), Y(i), ka[i - b], kb[i - b], D);
+      });
+      return;
+    }
     for_rows(r.N, D, [&](int64_t i) {
-      const scalar_t *xi = X(i), *yi = Y(i);
-      acc_t xx = 0, yy = 0, xy = 0, dd = 0;
-      if constexpr (Op::kUsesDD) {
-_Pragma("omp simd reduction(+ : xx, yy, xy, dd)")
-        for (int64_t d = 0; d < D; ++d) {
-          const acc_t xv = acc_t(xi[d]), yv = acc_t(yi[d]);
-          xx += xv * xv;
-          yy += yv * yv;
-          xy += xv * yv;
-          dd += (xv - yv) * (xv - yv);
-        }
-      } else {
-_Pragma("omp simd reduction(+ : xx, yy, xy)")
-        for (int64_t d = 0; d < D; ++d) {
-          const acc_t xv = acc_t(xi[d]), yv = acc_t(yi[d]);
-          xx += xv * xv;
-          yy += yv * yv;
-          xy += xv * yv;
-        }
-      }
-      const Coef2<acc_t> k = Op::coef(xx, yy, xy, dd, c_, eps);
-      scalar_t* oi = O + i * D;
-_Pragma("omp simd")
-      for (int64_t d = 0; d < D; ++d) oi[d] = scalar_t(k.a * acc_t(xi[d]) + k.b * acc_t(yi[d]));
+      const auto q = binary_red<Op::kUsesDD, acc_t>(X(i), Y(i), D);
+      const Coef2<acc_t> k = Op::coef(q.xx, q.yy, q.xy, q.dd, c_, eps);
+      binary_out(O + i * D, X(i), Y(i), k.a, k.b, D);
     });
   });
   return out;
@@ -151,34 +266,35 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> binary_backward(const char* name,
     scalar_t* GY = gy.data_ptr<scalar_t>();
     const int64_t D = r.D;
     const acc_t eps = acc_t(proj_eps<scalar_t>());
+    const simd::RowKernels& kern = simd::row_kernels();
+    if (kern.binary_bwd_f != nullptr) {
+      gc = sum_row_blocks(r.N, D, [&](int64_t b, int64_t e) {
+        constexpr int64_t B = kMaxRowBlock;
+        acc_t xx[B], yy[B], xy[B], dd[B], gxv[B], gyv[B];
+        acc_t ka[B], kb[B], x2[B], y2[B], xyc[B], d2[B];
+        for (int64_t i = b; i < e; ++i) {
+          const auto q = binary_bwd_red<acc_t>(G(i), X(i), Y(i), D);
+          const int64_t j = i - b;
+          xx[j] = q.xx, yy[j] = q.yy, xy[j] = q.xy, dd[j] = q.dd, gxv[j] = q.gx, gyv[j] = q.gy;
+        }
+        const double s = simd::run(kern, Op::kOp, simd::BinaryBwd<acc_t>{xx, yy, xy, dd, gxv, gyv, ka, kb, x2, y2,
+                                                                          xyc, d2, cv, double(eps), e - b});
+        for (int64_t i = b; i < e; ++i) {
+          const int64_t j = i - b;
+          binary_bwd_out(GX + i * D, GY + i * D, G(i), X(i), Y(i), ka[j], kb[j], x2[j], y2[j], xyc[j], d2[j], D);
+        }
+        return s;
+      });
+      return;
+    }
     gc = sum_rows(r.N, D, [&](int64_t i) {
-      const scalar_t *gi = G(i), *xi = X(i), *yi = Y(i);
-      acc_t xx = 0, yy = 0, xy = 0, dd = 0, gxv = 0, gyv = 0;
-_Pragma("omp simd reduction(+ : xx, yy, xy, dd, gxv, gyv)")
-      for (int64_t d = 0; d < D; ++d) {
-        const acc_t xv = acc_t(xi[d]), yv = acc_t(yi[d]), gv = acc_t(gi[d]);
-        xx += xv * xv;
-        yy += yv * yv;
-        xy += xv * yv;
-        dd += (xv - yv) * (xv - yv);
-        gxv += gv * xv;
-        gyv += gv * yv;
-      }
-      const Coef2<Du> k = Op::coef(Du::var(xx, 0), Du::var(yy, 1), Du::var(xy, 2), Du::var(dd, 3),
+      const auto q = binary_bwd_red<acc_t>(G(i), X(i), Y(i), D);
+      const Coef2<Du> k = Op::coef(Du::var(q.xx, 0), Du::var(q.yy, 1), Du::var(q.xy, 2), Du::var(q.dd, 3),
                                    Du::var(cv, 4), double(eps));
       double l[5];
-      for (int j = 0; j < 5; ++j) l[j] = k.a.d[j] * gxv + k.b.d[j] * gyv;
-      const acc_t A = k.a.v, B = k.b.v;
-      const acc_t x2 = acc_t(2) * l[0], y2 = acc_t(2) * l[1], xyc = l[2], d2 = acc_t(2) * l[3];
-      scalar_t* ox = GX + i * D;
-      scalar_t* oy = GY + i * D;
-_Pragma("omp simd")
-      for (int64_t d = 0; d < D; ++d) {
-        const acc_t xv = acc_t(xi[d]), yv = acc_t(yi[d]), gv = acc_t(gi[d]);
-        const acc_t diff = d2 * (xv - yv);
-        ox[d] = scalar_t(A * gv + x2 * xv + xyc * yv + diff);
-        oy[d] = scalar_t(B * gv + y2 * yv + xyc * xv - diff);
-      }
+      for (int j = 0; j < 5; ++j) l[j] = k.a.d[j] * q.gx + k.b.d[j] * q.gy;
+      binary_bwd_out(GX + i * D, GY + i * D, G(i), X(i), Y(i), acc_t(k.a.v), acc_t(k.b.v), acc_t(2 * l[0]),
+                     acc_t(2 * l[1]), acc_t(l[2]), acc_t(2 * l[3]), D);
       return l[4];
     });
   });

@@ -5,6 +5,7 @@
 #include <cstring>
 
 #include "cpu/simd/bank_kernels.h"
+#include "cpu/simd/row_kernels.h"
 
 namespace hypops {
 namespace simd {
@@ -13,6 +14,18 @@ namespace {
 // "scalar": no table functions; gyroplane_bank_cpu.cpp then runs its plain per-pair loop on libm (the
 // code before vectorisation), kept as the reference the tests and benchmarks compare the tables with.
 const BankKernels scalar_kernels = {"scalar", nullptr, nullptr, nullptr, nullptr, nullptr, nullptr};
+// Likewise for the row kernels (cpu/rowwise.h, dist_cpu.cpp, dist2plane_cpu.cpp): their plain per-row
+// loops on libm and Dual<double>.
+const RowKernels scalar_row_kernels = {"scalar"};  // every function pointer null
+
+// One instruction set's tables, chosen together.
+struct Isa {
+  const BankKernels* bank;
+  const RowKernels* rows;
+};
+const Isa kScalar{&scalar_kernels, &scalar_row_kernels};
+const Isa kBaseline{&isa_baseline::kernels, &isa_baseline::row_kernels};
+const Isa kAvx2{&isa_avx2::kernels, &isa_avx2::row_kernels};
 
 bool cpu_has_avx2_fma() {
 #if defined(__x86_64__) && defined(__GNUC__)
@@ -23,18 +36,18 @@ bool cpu_has_avx2_fma() {
 #endif
 }
 
-const BankKernels* choose(const char* name) {
+const Isa* choose(const char* name) {
   if (name == nullptr || std::strcmp(name, "avx2") == 0 || std::strcmp(name, "best") == 0) {
-    return cpu_has_avx2_fma() ? &isa_avx2::kernels : &isa_baseline::kernels;
+    return cpu_has_avx2_fma() ? &kAvx2 : &kBaseline;
   }
-  if (std::strcmp(name, "baseline") == 0) return &isa_baseline::kernels;
-  if (std::strcmp(name, "scalar") == 0) return &scalar_kernels;
+  if (std::strcmp(name, "baseline") == 0) return &kBaseline;
+  if (std::strcmp(name, "scalar") == 0) return &kScalar;
   return nullptr;
 }
 
-std::atomic<const BankKernels*>& current() {
-  static std::atomic<const BankKernels*> k{[] {
-    const BankKernels* c = choose(std::getenv("HYPOPS_CPU_KERNELS"));
+std::atomic<const Isa*>& current() {
+  static std::atomic<const Isa*> k{[] {
+    const Isa* c = choose(std::getenv("HYPOPS_CPU_KERNELS"));
     return c ? c : choose(nullptr);  // an unknown value: the best the CPU runs
   }()};
   return k;
@@ -42,12 +55,13 @@ std::atomic<const BankKernels*>& current() {
 
 }  // namespace
 
-const BankKernels& bank_kernels() { return *current().load(std::memory_order_relaxed); }
+const BankKernels& bank_kernels() { return *current().load(std::memory_order_relaxed)->bank; }
+const RowKernels& row_kernels() { return *current().load(std::memory_order_relaxed)->rows; }
 const char* kernels_name() { return bank_kernels().name; }
 
 bool set_kernels(const char* name) {
   if (std::strcmp(name, "avx2") == 0 && !cpu_has_avx2_fma()) return false;
-  const BankKernels* k = choose(name);
+  const Isa* k = choose(name);
   if (k == nullptr) return false;
   current().store(k, std::memory_order_relaxed);
   return true;

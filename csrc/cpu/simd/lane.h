@@ -1,6 +1,6 @@
 // Lane<T>: one SIMD lane of T, a scalar type that the formulas of common/math.h can be evaluated on
 // inside a `#pragma omp simd` loop, so that gcc vectorises the per-pair (per-row) scalar stage across
-// pairs. Included only by the per-ISA translation units in csrc/cpu/simd/ (see kernels.cpp there for
+// pairs. Included only by the per-ISA translation units in csrc/cpu/simd/ (see bank_kernels.cpp there for
 // why this approach and not at::vec).
 //
 // Why a wrapper type and not plain float/double: the scalar helpers of math.h (h_sqrt, h_asinh, ...)
@@ -153,9 +153,80 @@ template <typename T> inline T asinh_lane(T z) {
   const T r = big ? big_r : small_r;
   return z < T(0) ? -r : r;
 }
+// exp(y) - 1 for 0 <= y <= 40 (tanh below needs no more), written like log_ge1 for the vectoriser:
+//   y = k ln2 + r with k = round(y / ln2) and |r| <= ln2/2 (Cody-Waite: k ln2_hi is exact because ln2_hi
+//   has few significant bits and k <= 58, and r = (y - k ln2_hi) - k ln2_lo loses nothing);
+//   expm1(r) as its Taylor series, cut where the next term is below the type's epsilon
+//   (double: through r^13/13!, next 0.347^14/14! ~ 4e-18; float: through r^8/8!, next ~ 1e-10);
+//   expm1(y) = 2^k expm1(r) + (2^k - 1), where 2^k - 1 is exact: no cancellation for small y (k = 0
+//   gives expm1(r) itself), about 1-2 ulp overall.
+// round(y / ln2) and 2^k come from the MAGIC trick: adding 2^52 (2^23) rounds to an integer that then sits
+// in the low mantissa bits, so k and 2^k need no int<->float conversion instruction.
+template <typename T> inline T expm1_0to40(T y) {
+  using B = Bits<T>;
+  using U = typename B::U;
+  constexpr bool dbl = std::is_same_v<T, double>;
+  const T magic = from_bits<T>(B::MAGIC);
+  const T t = y * T(1.4426950408889634) + magic;
+  const T k = t - magic;
+  const T ln2_hi = dbl ? T(0.69314670562744140625) : T(0.693145751953125);
+  const T ln2_lo = dbl ? T(4.749325039031672e-07) : T(1.4286068202862268e-06);
+  const T r = (y - k * ln2_hi) - k * ln2_lo;
+  T poly;  // expm1(r) = r + r^2 (1/2! + r (1/3! + ...))
+  if constexpr (dbl) {
+    poly = T(1.0 / 6227020800.0);
+    poly = poly * r + T(1.0 / 479001600.0);
+    poly = poly * r + T(1.0 / 39916800.0);
+    poly = poly * r + T(1.0 / 3628800.0);
+    poly = poly * r + T(1.0 / 362880.0);
+    poly = poly * r + T(1.0 / 40320.0);
+    poly = poly * r + T(1.0 / 5040.0);
+    poly = poly * r + T(1.0 / 720.0);
+    poly = poly * r + T(1.0 / 120.0);
+    poly = poly * r + T(1.0 / 24.0);
+    poly = poly * r + T(1.0 / 6.0);
+    poly = poly * r + T(0.5);
+  } else {
+    poly = T(1.0 / 40320.0);
+    poly = poly * r + T(1.0 / 5040.0);
+    poly = poly * r + T(1.0 / 720.0);
+    poly = poly * r + T(1.0 / 120.0);
+    poly = poly * r + T(1.0 / 24.0);
+    poly = poly * r + T(1.0 / 6.0);
+    poly = poly * r + T(0.5);
+  }
+  const T em = r + r * r * poly;
+  const U kbits = to_bits(t) - B::MAGIC;  // k as an integer (0 <= k <= 58)
+  const U exp_bias = dbl ? U(1023) : U(127);
+  const T scale = from_bits<T>((kbits + exp_bias) << B::MANT);  // 2^k
+  return scale * em + (scale - T(1));
+}
+
+// tanh, odd: tanh|x| = e / (e + 2) with e = expm1(2|x|) (no cancellation at small |x|, where e ~ 2|x|).
+// |x| is capped at 20 first: tanh is 1 in double beyond ~19.1 (in float beyond ~9), and the cap keeps
+// expm1 in its range (math.h's safe_tanh has already clamped to TANH_CLAMP = 15; the cap is for safety).
+template <typename T> inline T tanh_lane(T x) {
+  T a = x < T(0) ? -x : x;
+  a = a > T(20) ? T(20) : a;
+  const T e = expm1_0to40(T(2) * a);
+  const T r = e / (e + T(2));
+  return x < T(0) ? -r : r;
+}
+
+// artanh, odd, for |z| < 1 (math.h's safe_artanh clamps to 1 - ARTANH_CLAMP first):
+//   artanh|z| = log1p(2|z| / (1 - |z|)) / 2,
+// exact to a few ulp: 1 - |z| is exact for |z| >= 1/2 (Sterbenz) and log1p_ge0 keeps small arguments.
+template <typename T> inline T atanh_lane(T z) {
+  const T a = z < T(0) ? -z : z;
+  const T r = T(0.5) * log1p_ge0(T(2) * a / (T(1) - a));
+  return z < T(0) ? -r : r;
+}
+
 // The overloads math.h's formulas reach through ADL.
 template <typename T> inline Lane<T> h_sqrt(Lane<T> x) { return Lane<T>(sqrt_t(x.v)); }
 template <typename T> inline Lane<T> h_asinh(Lane<T> x) { return Lane<T>(asinh_lane(x.v)); }
+template <typename T> inline Lane<T> h_tanh(Lane<T> x) { return Lane<T>(tanh_lane(x.v)); }
+template <typename T> inline Lane<T> h_atanh(Lane<T> x) { return Lane<T>(atanh_lane(x.v)); }
 
 }  // namespace
 }  // namespace hypops

@@ -1,0 +1,70 @@
+// The row ops whose output is a combination of the input rows, each as a thin adapter from the
+// reductions a row kernel computes to its formula in common/math.h. Shared by the ATen row kernels
+// (cpu/rowwise.h, on acc_t and Dual<double>) and the per-ISA vectorised kernels (cpu/simd/row_kernels.cpp,
+// on Lane<T> and Dual<Lane<double>>), so both evaluate the same formula.
+//
+// Plain C++ without torch headers (the per-ISA TUs include it). The structs sit in an anonymous namespace
+// on purpose: each TU gets its own copy, so the -mavx2 copy of an instantiation can never be merged by the
+// linker with the baseline one (see cpu/simd/lane.h).
+#pragma once
+
+#include <cstdint>
+
+#include "common/math.h"
+
+namespace hypops {
+
+// Which op a vectorised row kernel evaluates (the per-ISA TUs switch on it once per block).
+enum class RowOp : int32_t { project, expmap0, logmap0, mobius_add, expmap, logmap };
+
+namespace {
+
+// unary: out = coef(|x|^2, c) x.   static S coef(S xx, S c, T eps)
+struct ProjectOp {
+  static constexpr const char* arg = "x";
+  static constexpr RowOp kOp = RowOp::project;
+  template <typename S, typename T> static S coef(S xx, S c, T eps) { return project_coef(xx, c, eps); }
+};
+struct Expmap0Op {
+  static constexpr const char* arg = "u";
+  static constexpr RowOp kOp = RowOp::expmap0;
+  template <typename S, typename T> static S coef(S uu, S c, T eps) { return expmap0_coef(uu, c, eps); }
+};
+struct Logmap0Op {
+  static constexpr const char* arg = "y";
+  static constexpr RowOp kOp = RowOp::logmap0;
+  template <typename S, typename T> static S coef(S yy, S c, T) { return logmap0_coef(yy, c); }
+};
+
+// binary: out = A x + B y.   static Coef2<S> coef(S xx, S yy, S xy, S dd, S c, T eps); kUsesDD says
+// whether the formula reads |x - y|^2 (the forward skips that reduction otherwise).
+struct MobiusAddOp {
+  static constexpr const char* arg0 = "x";
+  static constexpr const char* arg1 = "y";
+  static constexpr RowOp kOp = RowOp::mobius_add;
+  static constexpr bool kUsesDD = false;
+  template <typename S, typename T> static Coef2<S> coef(S xx, S yy, S xy, S, S c, T eps) {
+    return mobius_add_coef(xx, yy, xy, c, eps);
+  }
+};
+struct ExpmapOp {
+  static constexpr const char* arg0 = "x";
+  static constexpr const char* arg1 = "u";
+  static constexpr RowOp kOp = RowOp::expmap;
+  static constexpr bool kUsesDD = false;
+  template <typename S, typename T> static Coef2<S> coef(S xx, S yy, S xy, S, S c, T eps) {
+    return expmap_coef(xx, yy, xy, c, eps);
+  }
+};
+struct LogmapOp {
+  static constexpr const char* arg0 = "x";
+  static constexpr const char* arg1 = "y";
+  static constexpr RowOp kOp = RowOp::logmap;
+  static constexpr bool kUsesDD = true;
+  template <typename S, typename T> static Coef2<S> coef(S xx, S yy, S xy, S dd, S c, T) {
+    return logmap_coef(xx, yy, xy, dd, c);
+  }
+};
+
+}  // namespace
+}  // namespace hypops
