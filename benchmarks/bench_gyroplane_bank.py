@@ -173,7 +173,7 @@ def memory_worker(payload: dict) -> dict:
             else:
                 res["peak_extra_bytes"] = _measure(cand, mode, n, d, p, seed, calls_before=job.get("calls_before", 2))
         except Exception as e:  # an OOM or a failure of the candidate: report it, do not crash the run
-            res["error"] = f"{type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''}"
+            res["error"] = harness.error_record(e)
         out.append(res)
         gc.collect()
     return {"results": out}
@@ -224,10 +224,7 @@ def main(argv=None) -> int:
     target_s = 0.001 if args.quick else 0.05
     budget = args.mem_budget_gib * 2**30
     if "compiled" in cands:
-        cfg = torch._dynamo.config
-        for knob in ("recompile_limit", "cache_size_limit"):
-            if hasattr(cfg, knob):
-                setattr(cfg, knob, max(getattr(cfg, knob), 64))
+        harness.allow_recompiles()
 
     info = harness.machine_info()
     report = harness.Report("gyroplane_bank" + ("-quick" if args.quick else ""), vars(args), info)

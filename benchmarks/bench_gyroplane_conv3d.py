@@ -125,7 +125,7 @@ def memory_worker(payload: dict) -> dict:
         gc.collect()
         return {"peak_extra_bytes": harness.peak_extra_rss(run)}
     except Exception as e:  # an OOM or a failure of the candidate: report it, do not crash the run
-        return {"error": f"{type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''}"}
+        return {"error": harness.error_record(e)}
 
 
 def main(argv=None) -> int:

@@ -137,6 +137,21 @@ def format_machine(info: dict) -> str:
     )
 
 
+def allow_recompiles(limit: int = 64) -> None:
+    """Raise dynamo's recompile limit: a benchmark compiles one candidate per shape and dtype, more than the
+    default allows before it silently falls back to eager (which would time the wrong thing)."""
+    cfg = torch._dynamo.config
+    for knob in ("recompile_limit", "cache_size_limit"):
+        if hasattr(cfg, knob):
+            setattr(cfg, knob, max(getattr(cfg, knob), limit))
+
+
+def error_record(e: BaseException) -> str:
+    """One line naming a candidate's failure (an OOM, an unsupported case) for the results table."""
+    first = str(e).splitlines()[0][:200] if str(e) else ""
+    return f"{type(e).__name__}: {first}"
+
+
 def set_threads(n: int | None) -> None:
     if n:
         torch.set_num_threads(n)
