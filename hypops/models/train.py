@@ -133,7 +133,8 @@ def train_step(net: torch.nn.Module, opt: torch.optim.Optimizer, batch, *, clip:
     anchor, positive, negative = batch
     opt.zero_grad(set_to_none=True)
     parts = net(anchor, positive, negative)
-    values = {k: float(parts[k].detach()) for k in LOGGED}
+    # one read-back for all the logged terms (each float() would be its own device sync on a GPU)
+    values = dict(zip(LOGGED, torch.stack([parts[k].detach().double() for k in LOGGED]).tolist()))
     for k, v in values.items():
         if not math.isfinite(v):
             raise TrainingDiverged(f"hypops train: step {step}: loss term {k!r} is {v} "
