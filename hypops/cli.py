@@ -19,6 +19,15 @@ def _cmd_info(args) -> int:
     return 0
 
 
+# hypops.pipeline.DEFAULT_SMOOTH, spelled out so that building the parser imports nothing heavy
+# (tests/test_cli.py checks the two agree)
+SMOOTH_HELP = "1.5"
+
+
+def _smooth(args) -> dict:
+    return {} if args.smooth is None else {"smooth": args.smooth}
+
+
 def _threads(args):
     if getattr(args, "threads", None):
         import torch
@@ -31,7 +40,8 @@ def _cmd_demo(args) -> int:
 
     _threads(args)
     m = run_demo(out=args.out, steps=args.steps, batch_size=args.batch_size, n_train=args.train_volumes,
-                 n_test=args.test_volumes, size=args.size, seed=args.seed, progress=not args.no_progress)
+                 n_test=args.test_volumes, size=args.size, seed=args.seed, progress=not args.no_progress,
+                 **_smooth(args))
     print(dice_table(m))
     print(f"\n{m['seconds']:.0f} s (training {m['seconds_train']:.0f} s, segmentation {m['seconds_segment']:.0f} s); "
           f"wrote {', '.join(m['files'])}")
@@ -59,7 +69,8 @@ def _cmd_segment(args) -> int:
         print(f"hypops segment: --clusters must be comma-separated integers, got {args.clusters!r}", file=sys.stderr)
         return 2
     written = run_segment(checkpoint=args.checkpoint, data=args.data, clusters=clusters, out=args.out,
-                          tile=args.tile, stride=args.stride, seed=args.seed, progress=not args.no_progress)
+                          tile=args.tile, stride=args.stride, seed=args.seed, progress=not args.no_progress,
+                          **_smooth(args))
     print(json.dumps({k: str(v) for k, v in written.items()}))
     return 0
 
@@ -106,6 +117,8 @@ def main(argv=None) -> int:
     p.add_argument("--test-volumes", type=int, default=4, help="held-out volumes scored (default 4)")
     p.add_argument("--size", type=int, default=50, help="volume side in voxels (default 50, the published size)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--smooth", type=float, default=None, help="Gaussian sigma (voxels) applied to the latents "
+                   f"before clustering, as in segment (default {SMOOTH_HELP}; 0: none)")
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(fn=_cmd_demo)
@@ -149,6 +162,9 @@ def main(argv=None) -> int:
                    "along each axis, labels upsampled by nearest neighbour (default 1: every voxel, ~1e8 "
                    "multiply-adds each; 2 is 8x faster, 4 is 64x); above 1 an error for dense checkpoints, "
                    "which embed every voxel in one pass")
+    p.add_argument("--smooth", type=float, default=None, help="Gaussian sigma in voxels: the latents are "
+                   "smoothed (in the tangent space at the origin) before clustering, which removes single-voxel "
+                   f"speckle; latents.npy holds the smoothed latents (default {SMOOTH_HELP}; 0: none)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--no-progress", action="store_true")

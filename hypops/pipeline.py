@@ -31,6 +31,9 @@ LEVEL_CLUSTERS = {1: 2, 2: 4, 3: 6}
 DEMO_MODEL = {"channels": (16, 32, 32), "decoder_channels": 16}
 # Learning rates that train each preset in a few hundred CPU steps (the published 5e-7 needs ~122k steps)
 DEFAULT_LR = {"dense": 2e-3, "paper": 5e-7, "paper_fixed": 1e-4}
+# Gaussian smoothing of the latents before clustering (voxels; seg.smooth_slabs), chosen on validation volumes
+# (seeds 100-107, not the demo's test volumes): see README "Segmentation: latent smoothing"
+DEFAULT_SMOOTH = 1.5
 
 
 def sampler_options(side: int) -> dict:
@@ -127,15 +130,18 @@ def _segment_slabs(model, volume, *, tile, stride, progress):
 
 
 def run_segment(*, checkpoint, data, clusters, out, tile: int | None = None, stride: int | None = None,
-                seed: int = 0, progress: bool = True) -> dict:
+                smooth: float = DEFAULT_SMOOTH, seed: int = 0, progress: bool = True) -> dict:
     """Segments the volume file ``data``: writes ``segmentation_k{K}.mrc`` (same shape, voxel size and origin
     as the input), ``latents.npy`` ([D, Z, Y, X] float32) and ``instances_k{K}.csv`` per cluster count.
 
     ``tile`` (dense checkpoints; default 64): tile side of the dense encoder pass. ``stride`` (patch-encoder
     checkpoints, the paper presets; default 1): encode every ``stride``-th voxel along each axis; the labels
-    and latents of the other voxels are those of the nearest encoded voxel. Streams: the volume is read and
+    and latents of the other voxels are those of the nearest encoded voxel. ``smooth``: the latents are
+    Gaussian-smoothed with this sigma in voxels (in the tangent space at the origin, ``seg.smooth_slabs``)
+    before clustering, and ``latents.npy`` holds what was clustered; 0 turns it off. Streams: the volume is read and
     normalised tile by tile from its memory map and the latents go to ``latents.npy`` slab by slab
     (``seg.segment_slabs``), so a 512³ tomogram segments in bounded memory."""
+    smooth = _check_smooth(smooth)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     model, cfg = load_model(checkpoint)
@@ -144,6 +150,7 @@ def run_segment(*, checkpoint, data, clusters, out, tile: int | None = None, str
     shape = tuple(volume.shape)
     t0 = time.perf_counter()
     slabs, grid = _segment_slabs(model, volume, tile=tile, stride=stride, progress=progress)
+    slabs = seg.smooth_slabs(slabs, smooth / (stride or 1), c=model.config.c)  # sigma in grid steps
     written = {"latents": out / "latents.npy"}
     on_grid = written["latents"] if grid == shape else out / "latents_grid.tmp.npy"
     labels = seg.segment_slabs(slabs, grid, model.config.latent_dim, clusters, on_grid, c=model.config.c,
@@ -160,6 +167,12 @@ def run_segment(*, checkpoint, data, clusters, out, tile: int | None = None, str
         del lab
     written["seconds"] = time.perf_counter() - t0
     return written
+
+
+def _check_smooth(smooth) -> float:
+    if isinstance(smooth, bool) or not isinstance(smooth, (int, float)) or not np.isfinite(smooth) or smooth < 0:
+        raise ValueError(f"--smooth must be a finite number of voxels >= 0 (0: no smoothing), got {smooth!r}")
+    return float(smooth)
 
 
 def _write_instances(path, cols, chunk: int = 1 << 16) -> None:
@@ -193,12 +206,15 @@ def dice_table(metrics) -> str:
 
 
 def run_demo(*, out, steps: int = 300, batch_size: int = 32, n_train: int = 8, n_test: int = 4, size: int = 50,
-             seed: int = 0, progress: bool = True, model_options: dict | None = None, lr: float | None = None) -> dict:
+             seed: int = 0, progress: bool = True, model_options: dict | None = None, lr: float | None = None,
+             smooth: float = DEFAULT_SMOOTH) -> dict:
     """The main job (SPEC §5): generates the synthetic set, trains the dense model, segments held-out test
-    volumes at levels 1-3, scores them against the truth (Hungarian-matched Dice/IoU) and writes
+    volumes at levels 1-3 (latents smoothed with sigma ``smooth`` voxels first, as ``run_segment``), scores
+    them against the truth (Hungarian-matched Dice/IoU) and writes
     ``model.pt``, ``log.jsonl``, ``metrics.json``, ``report.html``, ``segmentation.mrc`` (the first test
     volume at level 3) and PNG slices to ``out``."""
     t_start = time.perf_counter()
+    smooth = _check_smooth(smooth)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     splits = toy_splits(n_train=n_train, n_val=0, n_test=n_test)
@@ -225,7 +241,7 @@ def run_demo(*, out, steps: int = 300, batch_size: int = 32, n_train: int = 8, n
     model.eval()
     per_volume, first = [], None
     for tv in test:
-        latents = seg.embed_volume(model, tv.volume)
+        latents = seg.smooth_latents(seg.embed_volume(model, tv.volume), smooth, c=model.config.c)
         labels = seg.cluster_latents(latents, LEVEL_CLUSTERS.values(), c=model.config.c, seed=seed)
         scores = {f"level{lv}": hungarian_scores(labels[k], tv.labels[lv]) for lv, k in LEVEL_CLUSTERS.items()}
         per_volume.append(scores)
@@ -238,7 +254,7 @@ def run_demo(*, out, steps: int = 300, batch_size: int = 32, n_train: int = 8, n
         "published": dict(PUBLISHED),
         "per_volume_dice": [{lv: s[lv]["dice"] for lv in PUBLISHED} for s in per_volume],
         "settings": {"steps": steps, "batch_size": batch_size, "n_train": n_train, "n_test": n_test, "size": size,
-                     "seed": seed, "threads": torch.get_num_threads(), "model": "dense"},
+                     "seed": seed, "threads": torch.get_num_threads(), "model": "dense", "smooth": smooth},
         "seconds_train": round(train_s, 1),
         "seconds_segment": round(segment_s, 1),
     }

@@ -92,7 +92,7 @@ def test_segment_paper_preset_with_stride(tmp_path, capsys):
 
     from hypops.data import make_toy_volume
     from hypops.models import segment as seg_mod
-    from hypops.pipeline import load_model
+    from hypops.pipeline import DEFAULT_SMOOTH, load_model
 
     run = tmp_path / "paper"
     assert cli.main(["train", "--preset", "paper", "--data", "toy", "--toy-volumes", "1", "--batch-size", "2",
@@ -112,7 +112,9 @@ def test_segment_paper_preset_with_stride(tmp_path, capsys):
     lat = np.load(out / "latents.npy")
     assert lat.shape == (2, 9, 10, 11) and np.all(np.linalg.norm(lat, axis=0) < 1)
     model, _ = load_model(run / "model.pt")
-    want = seg_mod.embed_patches(model, io.Normalized(io.read_volume(vol).data), stride=2)
+    # latents.npy holds what was clustered: the patch latents smoothed with the default sigma, in grid steps
+    want = seg_mod.smooth_latents(seg_mod.embed_patches(model, io.Normalized(io.read_volume(vol).data), stride=2),
+                                  DEFAULT_SMOOTH / 2, c=model.config.c)
     torch.testing.assert_close(torch.from_numpy(lat[:, ::2, ::2, ::2].copy()), want, rtol=1e-5, atol=1e-6)
     assert not list(out.glob("*.tmp*"))  # the grid latents' temporary file is gone
 
@@ -127,3 +129,12 @@ def test_segment_paper_preset_with_stride(tmp_path, capsys):
     assert cli.main(["segment", "--checkpoint", str(dense / "model.pt"), "--data", str(vol), "--out", str(out),
                      "--stride", "2", "--no-progress"]) == 1
     assert "--stride" in capsys.readouterr().err
+    assert cli.main(["segment", "--checkpoint", str(dense / "model.pt"), "--data", str(vol), "--out", str(out),
+                     "--smooth", "-1", "--no-progress"]) == 1
+    assert "--smooth" in capsys.readouterr().err
+
+
+def test_smooth_default_in_help_is_the_pipelines():
+    from hypops.pipeline import DEFAULT_SMOOTH
+
+    assert float(cli.SMOOTH_HELP) == DEFAULT_SMOOTH
