@@ -6,6 +6,7 @@ line naming the file, exit status 1."""
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -132,6 +133,17 @@ def test_segment_paper_preset_with_stride(tmp_path, capsys):
     assert cli.main(["segment", "--checkpoint", str(dense / "model.pt"), "--data", str(vol), "--out", str(out),
                      "--smooth", "-1", "--no-progress"]) == 1
     assert "--smooth" in capsys.readouterr().err
+
+    # scripts/sweep_smooth.py (how DEFAULT_SMOOTH was chosen) runs on a dense checkpoint: one row per sigma
+    import runpy
+
+    sweep = runpy.run_path(str(Path(__file__).resolve().parents[1] / "scripts" / "sweep_smooth.py"))
+    assert sweep["seed_list"]("100-102,7") == [100, 101, 102, 7]
+    capsys.readouterr()
+    assert sweep["main"]([str(dense / "model.pt"), "--seeds", "5", "--sigmas", "0,1", "--size", "20"]) == 0
+    rows = capsys.readouterr().out.splitlines()[2:]
+    assert [r.split("|")[1].strip() for r in rows] == ["0", "1"]
+    assert all(0 <= float(v) <= 1 for r in rows for v in r.split("|")[2:6])
 
 
 def test_smooth_default_in_help_is_the_pipelines():
