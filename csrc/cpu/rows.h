@@ -60,12 +60,17 @@ template <typename F> void for_rows(int64_t N, int64_t D, const F& f) {
 
 // Rows per block of the vectorised row kernels (cpu/rowwise.h, dist_cpu.cpp, dist2plane_cpu.cpp): sweep 1
 // computes a block's reductions, one vectorised call (cpu/simd/row_kernels.h) its coefficients, sweep 2
-// its outputs. ~8192 elements per input per block (32 KiB of float rows) so that the block's rows are
-// still in L1/L2 for sweep 2; at least 16 rows so the vectorised stage runs full vectors, at most
-// kMaxRowBlock so the per-row arrays live on the stack.
+// its outputs. ~1024 elements per input per block (4 KiB of float rows): a block's inputs and outputs
+// (up to 3 inputs and 2 outputs in backward) then stay in L1 for sweep 2. Blocks of ~8192 elements
+// (32 KiB per input) overflowed the 48 KiB L1 and made every op slower, the cheap ones (mobius_add
+// forward) slower than the per-row path: at 2^20 x 64 float32, 16-row blocks took 0.75-1.0x the time of
+// 128-row ones for expmap0, logmap0, expmap, logmap, mobius_add and dist, forward and backward (8 and 32
+// rows about the same as 16; dist2plane not measured). At least 16 rows so the vectorised stage runs
+// full vectors (16 floats = two AVX2 vectors), at most kMaxRowBlock so the per-row arrays live on the
+// stack.
 constexpr int64_t kMaxRowBlock = 256;
 inline int64_t row_block(int64_t D) {
-  return std::min<int64_t>(kMaxRowBlock, std::max<int64_t>(16, 8192 / std::max<int64_t>(D, 1)));
+  return std::min<int64_t>(kMaxRowBlock, std::max<int64_t>(16, 1024 / std::max<int64_t>(D, 1)));
 }
 
 // f(b, e) over consecutive blocks [b, e) of at most row_block(D) rows, the tasks split as for_rows does.

@@ -126,7 +126,8 @@ _Pragma("omp simd")
 }
 
 // --- unary ---------------------------------------------------------------------------------------------
-// Op (cpu/row_ops.h): static S coef(S xx, S c, T eps) for S in {acc_t, Dual, Lane, Dual<Lane>}.
+// Op (cpu/row_ops.h): static S coef(S xx, S c, T eps) for S in {acc_t, Dual, Lane, Dual<Lane>}; the blocked
+// vectorised path only where Op::kBlocked, else the per-row loop whatever the kernels.
 template <typename Op> at::Tensor unary_forward(const char* name, const at::Tensor& x, const at::Tensor& c) {
   check_rows(name, {{&x, Op::arg}});
   check_c(name, c, x);
@@ -141,14 +142,16 @@ template <typename Op> at::Tensor unary_forward(const char* name, const at::Tens
     const acc_t c_ = acc_t(cv);
     const acc_t eps = acc_t(proj_eps<scalar_t>());
     const simd::RowKernels& kern = simd::row_kernels();
-    if (kern.unary_fwd_f != nullptr) {
-      for_row_blocks(r.N, D, [&](int64_t b, int64_t e) {
-        acc_t xx[kMaxRowBlock], k[kMaxRowBlock];
-        for (int64_t i = b; i < e; ++i) xx[i - b] = row_sq<acc_t>(X(i), D);
-        simd::run(kern, Op::kOp, simd::UnaryFwd<acc_t>{xx, k, c_, eps, e - b});
-        for (int64_t i = b; i < e; ++i) row_scale(O + i * D, X(i), k[i - b], D);
-      });
-      return;
+    if constexpr (Op::kBlocked) {
+      if (kern.unary_fwd_f != nullptr) {
+        for_row_blocks(r.N, D, [&](int64_t b, int64_t e) {
+          acc_t xx[kMaxRowBlock], k[kMaxRowBlock];
+          for (int64_t i = b; i < e; ++i) xx[i - b] = row_sq<acc_t>(X(i), D);
+          simd::run(kern, Op::kOp, simd::UnaryFwd<acc_t>{xx, k, c_, eps, e - b});
+          for (int64_t i = b; i < e; ++i) row_scale(O + i * D, X(i), k[i - b], D);
+        });
+        return;
+      }
     }
     for_rows(r.N, D, [&](int64_t i) {
       const acc_t k = Op::coef(row_sq<acc_t>(X(i), D), c_, eps);
@@ -176,19 +179,22 @@ std::tuple<at::Tensor, at::Tensor> unary_backward(const char* name, const at::Te
     const int64_t D = r.D;
     const acc_t eps = acc_t(proj_eps<scalar_t>());
     const simd::RowKernels& kern = simd::row_kernels();
-    if (kern.unary_bwd_f != nullptr) {
-      gc = sum_row_blocks(r.N, D, [&](int64_t b, int64_t e) {
-        acc_t xx[kMaxRowBlock], gxv[kMaxRowBlock], ka[kMaxRowBlock], kb[kMaxRowBlock];
-        for (int64_t i = b; i < e; ++i) {
-          const auto q = unary_bwd_red<acc_t>(G(i), X(i), D);
-          xx[i - b] = q.xx;
-          gxv[i - b] = q.gx;
-        }
-        const double s = simd::run(kern, Op::kOp, simd::UnaryBwd<acc_t>{xx, gxv, ka, kb, cv, double(eps), e - b});
-        for (int64_t i = b; i < e; ++i) unary_bwd_out(GX + i * D, G(i), X(i), ka[i - b], kb[i - b], D);
-        return s;
-      });
-      return;
+    if constexpr (Op::kBlocked) {
+      if (kern.unary_bwd_f != nullptr) {
+        gc = sum_row_blocks(r.N, D, [&](int64_t b, int64_t e) {
+          acc_t xx[kMaxRowBlock], gxv[kMaxRowBlock], ka[kMaxRowBlock], kb[kMaxRowBlock];
+          for (int64_t i = b; i < e; ++i) {
+            const auto q = unary_bwd_red<acc_t>(G(i), X(i), D);
+            xx[i - b] = q.xx;
+            gxv[i - b] = q.gx;
+          }
+          const double s =
+              simd::run(kern, Op::kOp, simd::UnaryBwd<acc_t>{xx, gxv, ka, kb, cv, double(eps), e - b});
+          for (int64_t i = b; i < e; ++i) unary_bwd_out(GX + i * D, G(i), X(i), ka[i - b], kb[i - b], D);
+          return s;
+        });
+        return;
+      }
     }
     gc = sum_rows(r.N, D, [&](int64_t i) {
       const auto q = unary_bwd_red<acc_t>(G(i), X(i), D);

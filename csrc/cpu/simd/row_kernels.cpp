@@ -159,14 +159,12 @@ template <typename T, bool SIGNED, bool SCALED> __attribute__((flatten)) double 
 // The op and the flags become template arguments here, once per block, so the loops carry no branch.
 template <typename T> void unary_fwd_any(RowOp op, const UnaryFwd<T>& a) {
   switch (op) {
-    case RowOp::project: return unary_fwd<ProjectOp>(a);
     case RowOp::expmap0: return unary_fwd<Expmap0Op>(a);
     default: return unary_fwd<Logmap0Op>(a);
   }
 }
 template <typename T> double unary_bwd_any(RowOp op, const UnaryBwd<T>& a) {
   switch (op) {
-    case RowOp::project: return unary_bwd<ProjectOp>(a);
     case RowOp::expmap0: return unary_bwd<Expmap0Op>(a);
     default: return unary_bwd<Logmap0Op>(a);
   }

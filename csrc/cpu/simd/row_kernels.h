@@ -18,7 +18,7 @@
 namespace hypops {
 namespace simd {
 
-// unary (project, expmap0, logmap0): k[i] = coef(xx[i], c).
+// unary (expmap0, logmap0; project runs per row, cpu/row_ops.h): k[i] = coef(xx[i], c).
 template <typename T> struct UnaryFwd {
   const T* xx;
   T* k;
