@@ -169,11 +169,12 @@ def test_kernels_match_scalar(kernels, name, dtype, extreme, flags):
 
 
 # --- row ops -------------------------------------------------------------------------------------------------
-# op -> argument kinds (hyptest.sample); "wide" = points up to 1.7x the radius (project's real input)
+# op -> argument kinds (hyptest.sample). project is not here: it has no vectorised stage (ProjectOp::kBlocked
+# is false in csrc/cpu/row_ops.h: one sqrt and a scale per row cost less than blocking), so every kernel
+# table runs the same per-row code for it.
 ROW_OPS = {
     "expmap0": ("tangent",),
     "logmap0": ("point",),
-    "project": ("wide",),
     "expmap": ("point", "tangent"),
     "logmap": ("point", "point"),
     "mobius_add": ("point", "point"),
@@ -198,11 +199,10 @@ def _row_inputs(op, d, c, level, dtype, seed=11):
     leave tanh unsaturated) plus a first row of zeros; a partial last block at every D.
     "extreme": every combination of the boundary levels of each argument (radii 0 to 1 - 1e-5 and 1.5,
     tangent norms 0 to 1e6, zero normals) plus 300 rows of hyptest.sample (radii to 0.9, tanh saturated:
-    x (+) v with v on the sphere). Rows with a point beyond KEEP_RADIUS (project excepted) are only
-    checked for finiteness."""
+    x (+) v with v on the sphere). Rows with a point beyond KEEP_RADIUS are only checked for finiteness."""
     g = gen(seed)
     kinds = ROW_OPS[op]
-    base = ["point" if k == "wide" else k for k in kinds]
+    base = list(kinds)
     if level == "interior":
         args = [sample(k, 300, d, c, g, small=True) for k in base]
         for a in args:
@@ -210,13 +210,10 @@ def _row_inputs(op, d, c, level, dtype, seed=11):
     else:
         ext = extreme_args(base, d, c, g)
         args = [torch.cat([e, sample(k, 300, d, c, g)]) for e, k in zip(ext, base)]
-    if op == "project":
-        args = [args[0] * torch.linspace(0, 1.9, args[0].shape[0], dtype=torch.float64).reshape(-1, 1)]
     keep = torch.ones(args[0].shape[0], dtype=torch.bool)
-    if op != "project":
-        for a, k in zip(args, base):
-            if k == "point":
-                keep &= a.norm(dim=-1) * math.sqrt(c) <= KEEP_RADIUS
+    for a, k in zip(args, base):
+        if k == "point":
+            keep &= a.norm(dim=-1) * math.sqrt(c) <= KEEP_RADIUS
     return [a.to(dtype).contiguous() for a in args], keep
 
 
