@@ -5,12 +5,13 @@
 // accuracy of the pointwise op when a point nearly coincides with a plane's base point; the value is then
 // near 0 and its absolute error stays at the float epsilon level.)
 //
-// Backward: per (n, k) the Dual partials give l_xx, l_pp, l_aa, l_pa, l_dd, l_da (times the incoming
+// Backward: per (n, k) the partials (csrc/cpu/simd/bank_kernels.cpp; Dual numbers on the scalar path) give l_xx, l_pp, l_aa, l_pa, l_dd, l_da (times the incoming
 // gradient). Summing dist2plane's per-row gradient over the bank:
 //   grad_x = x * rowsum(2 l_xx + 2 l_dd) - 2 L_dd P + L_da A
 //   grad_p = p * colsum(2 l_pp + 2 l_dd) + a * colsum(l_pa - l_da) - 2 L_dd^T X
 //   grad_a = a * colsum(2 l_aa) + p * colsum(l_pa - l_da) + L_da^T X
-// i.e. again GEMMs plus O(N P) scalar work.
+// i.e. again GEMMs plus O(N P) scalar work; the three column sums are accumulated by the per-pair kernel
+// (per task, in double), so only L_dd and L_da are stored per pair.
 //
 // That per-pair scalar work (forward and backward) runs in csrc/cpu/simd/bank_kernels.cpp, vectorised
 // across planes and compiled per instruction set (AVX2+FMA or the SSE2 baseline, chosen at run time).
@@ -97,47 +98,62 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> gyroplane_bank_backwa
   const int64_t N = x.size(0), Pn = p.size(0);
   const at::Tensor G = grad.to(at_).expand({N, Pn}).contiguous();
   auto opts = X.options();
-  at::Tensor Ldd = at::empty({N, Pn}, opts), Lda = at::empty({N, Pn}, opts), Mp = at::empty({N, Pn}, opts),
-             Mpa = at::empty({N, Pn}, opts), Ma = at::empty({N, Pn}, opts), Rx = at::empty({N}, opts);
-  double gc = 0;
+  at::Tensor Ldd = at::empty({N, Pn}, opts), Lda = at::empty({N, Pn}, opts), Rx = at::empty({N}, opts);
+  // Rows in chunks of row_grain; each chunk adds its column sums of Mp, Mpa, Ma and its dL/dc into its own
+  // row of S (double), summed over the chunks at the end: no [N, P] array for those three.
+  const int64_t grain = row_grain(Pn), nchunk = std::max<int64_t>(1, (N + grain - 1) / grain);
+  at::Tensor S = at::zeros({nchunk, 3 * Pn + 1}, opts.dtype(at::kDouble));
   AT_DISPATCH_FLOATING_TYPES(at_, "gyroplane_bank_backward", [&] {
     using acc_t = scalar_t;
     using Du = Dual<double, 7>;  // in double even for float rows (partials can exceed float range where values do not); partials: xx, pp, aa, pa, dd, da, c
     const acc_t *xp = XP.data_ptr<acc_t>(), *xa = XA.data_ptr<acc_t>(), *xx_ = xx.data_ptr<acc_t>(),
                 *pp_ = pp.data_ptr<acc_t>(), *aa_ = aa.data_ptr<acc_t>(), *pa_ = pa.data_ptr<acc_t>(),
                 *g = G.data_ptr<acc_t>();
-    acc_t *ldd = Ldd.data_ptr<acc_t>(), *lda = Lda.data_ptr<acc_t>(), *mp = Mp.data_ptr<acc_t>(),
-          *mpa = Mpa.data_ptr<acc_t>(), *ma = Ma.data_ptr<acc_t>(), *rx = Rx.data_ptr<acc_t>();
+    acc_t *ldd = Ldd.data_ptr<acc_t>(), *lda = Lda.data_ptr<acc_t>(), *rx = Rx.data_ptr<acc_t>();
+    double* s0 = S.data_ptr<double>();
     const simd::BankKernels& kern = simd::bank_kernels();
-    if (kern.bwd_d != nullptr) {
-      const simd::BankBwd<acc_t> args{xx_, xp, xa, pp_, aa_, pa_, g, cv, Pn, is_signed, scaled,
-                                      ldd, lda, mp, mpa, ma, rx};
-      gc = sum_rows(N, Pn, [&](int64_t n) { return simd::run_bwd(kern, args, n); });
-      return;
-    }
-    gc = sum_rows(N, Pn, [&](int64_t n) {
-      double gcn = 0;
-      acc_t rxn = 0;
-      for (int64_t k = 0; k < Pn; ++k) {
-        const int64_t j = n * Pn + k;
-        const acc_t dd = std::max(xx_[n] - 2 * xp[j] + pp_[k], acc_t(0));
-        const Du l = dist2plane_value(Du::var(xx_[n], 0), Du::var(pp_[k], 1), Du::var(aa_[k], 2),
-                                      Du::var(pa_[k], 3), Du::var(dd, 4), Du::var(acc_t(xa[j] - pa_[k]), 5),
-                                      Du::var(cv, 6), is_signed, scaled);
-        const acc_t gj = g[j];
-        ldd[j] = gj * l.d[4];
-        lda[j] = gj * l.d[5];
-        mp[j] = 2 * gj * (l.d[1] + l.d[4]);
-        mpa[j] = gj * (l.d[3] - l.d[5]);
-        ma[j] = 2 * gj * l.d[2];
-        rxn += 2 * gj * (l.d[0] + l.d[4]);
-        gcn += double(gj * l.d[6]);
+    const double margin = simd::bwd_plane_margin(pp_, aa_, Pn, cv);
+    at::parallel_for(0, nchunk, 1, [&](int64_t cb, int64_t ce) {
+      for (int64_t ch = cb; ch < ce; ++ch) {
+        double *smp = s0 + ch * (3 * Pn + 1), *smpa = smp + Pn, *sma = smpa + Pn;
+        double gcs = 0;
+        const int64_t n0 = ch * grain, n1 = std::min(N, n0 + grain);
+        if (kern.bwd_d != nullptr) {
+          const simd::BankBwd<acc_t> args{xx_, xp,  xa,  pp_, aa_, pa_, g,   cv,  Pn,  is_signed,
+                                          scaled, ldd, lda, rx, smp, smpa, sma, margin};
+          for (int64_t n = n0; n < n1; ++n) gcs += simd::run_bwd(kern, args, n);
+        } else {
+          for (int64_t n = n0; n < n1; ++n) {
+            double gcn = 0;
+            acc_t rxn = 0;
+            for (int64_t k = 0; k < Pn; ++k) {
+              const int64_t j = n * Pn + k;
+              const acc_t dd = std::max(xx_[n] - 2 * xp[j] + pp_[k], acc_t(0));
+              const Du l = dist2plane_value(Du::var(xx_[n], 0), Du::var(pp_[k], 1), Du::var(aa_[k], 2),
+                                            Du::var(pa_[k], 3), Du::var(dd, 4), Du::var(acc_t(xa[j] - pa_[k]), 5),
+                                            Du::var(cv, 6), is_signed, scaled);
+              const acc_t gj = g[j];
+              ldd[j] = gj * l.d[4];
+              lda[j] = gj * l.d[5];
+              smp[k] += double(acc_t(2 * gj * (l.d[1] + l.d[4])));
+              smpa[k] += double(acc_t(gj * (l.d[3] - l.d[5])));
+              sma[k] += double(acc_t(2 * gj * l.d[2]));
+              rxn += 2 * gj * (l.d[0] + l.d[4]);
+              gcn += double(gj * l.d[6]);
+            }
+            rx[n] = rxn;
+            gcs += gcn;
+          }
+        }
+        sma[Pn] = gcs;
       }
-      rx[n] = rxn;
-      return gcn;
     });
   });
-  const auto [gx, gp, ga] = bank_input_grads(X, P, A, Rx, Ldd, Lda, Mp, Mpa, Ma);
+  const at::Tensor sums = S.sum(0);
+  const double gc = sums[3 * Pn].item<double>();
+  const at::Tensor sMp = sums.slice(0, 0, Pn).to(at_), sMpa = sums.slice(0, Pn, 2 * Pn).to(at_),
+                   sMa = sums.slice(0, 2 * Pn, 3 * Pn).to(at_);
+  const auto [gx, gp, ga] = bank_input_grads_from_sums(X, P, A, Rx, Ldd, Lda, sMp, sMpa, sMa);
   return {gx.to(x.scalar_type()), gp.to(x.scalar_type()), ga.to(x.scalar_type()), grad_c_tensor(gc, c)};
 }
 
