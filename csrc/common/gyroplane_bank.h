@@ -11,21 +11,14 @@
 
 namespace hypops {
 
-// From the column sums sMp = colsum(Mp), sMpa = colsum(Mpa), sMa = colsum(Ma) ([P] each).
-inline std::tuple<at::Tensor, at::Tensor, at::Tensor> bank_input_grads_from_sums(
-    const at::Tensor& X, const at::Tensor& P, const at::Tensor& A, const at::Tensor& Rx, const at::Tensor& Ldd,
-    const at::Tensor& Lda, const at::Tensor& sMp, const at::Tensor& sMpa, const at::Tensor& sMa) {
-  const at::Tensor spa = sMpa.unsqueeze(1);
-  at::Tensor gx = at::addmm(X * Rx.unsqueeze(1), Ldd, P, 1, -2).addmm_(Lda, A);
-  at::Tensor gp = at::addmm(P * sMp.unsqueeze(1) + A * spa, Ldd.t(), X, 1, -2);
-  at::Tensor ga = at::addmm(A * sMa.unsqueeze(1) + P * spa, Lda.t(), X);
-  return {gx, gp, ga};
-}
-
 inline std::tuple<at::Tensor, at::Tensor, at::Tensor> bank_input_grads(
     const at::Tensor& X, const at::Tensor& P, const at::Tensor& A, const at::Tensor& Rx, const at::Tensor& Ldd,
     const at::Tensor& Lda, const at::Tensor& Mp, const at::Tensor& Mpa, const at::Tensor& Ma) {
-  return bank_input_grads_from_sums(X, P, A, Rx, Ldd, Lda, Mp.sum(0), Mpa.sum(0), Ma.sum(0));
+  const at::Tensor spa = Mpa.sum(0).unsqueeze(1);
+  at::Tensor gx = X * Rx.unsqueeze(1) - 2 * at::mm(Ldd, P) + at::mm(Lda, A);
+  at::Tensor gp = P * Mp.sum(0).unsqueeze(1) + A * spa - 2 * at::mm(Ldd.t(), X);
+  at::Tensor ga = A * Ma.sum(0).unsqueeze(1) + P * spa + at::mm(Lda.t(), X);
+  return {gx, gp, ga};
 }
 
 }  // namespace hypops

@@ -41,14 +41,47 @@ at::ScalarType acc_type(const at::Tensor& x) {
   return x.scalar_type() == at::kDouble ? at::kDouble : at::kFloat;
 }
 
+// |x|^2 per point and |p|^2, |a|^2, <p, a> per plane, in one pass of plain loops (the conv driver calls the
+// bank once per tile and offset: four reductions as ATen ops there are a dozen small kernels and
+// allocations per call). X, P, A: contiguous, in the accumulation type.
+struct Norms {
+  at::Tensor xx, pp, aa, pa;
+};
+Norms bank_norms(const at::Tensor& X, const at::Tensor& P, const at::Tensor& A) {
+  const int64_t N = X.size(0), Pn = P.size(0), D = X.size(1);
+  Norms r{at::empty({N}, X.options()), at::empty({Pn}, X.options()), at::empty({Pn}, X.options()),
+          at::empty({Pn}, X.options())};
+  AT_DISPATCH_FLOATING_TYPES(X.scalar_type(), "gyroplane_bank_norms", [&] {
+    const scalar_t *x = X.data_ptr<scalar_t>(), *p = P.data_ptr<scalar_t>(), *a = A.data_ptr<scalar_t>();
+    scalar_t *xx = r.xx.data_ptr<scalar_t>(), *pp = r.pp.data_ptr<scalar_t>(), *aa = r.aa.data_ptr<scalar_t>(),
+             *pa = r.pa.data_ptr<scalar_t>();
+    at::parallel_for(0, N, row_grain(D), [&](int64_t b, int64_t e) {
+      for (int64_t n = b; n < e; ++n) {
+        scalar_t s = 0;
+        for (int64_t d = 0; d < D; ++d) s += x[n * D + d] * x[n * D + d];
+        xx[n] = s;
+      }
+    });
+    for (int64_t k = 0; k < Pn; ++k) {
+      scalar_t sp = 0, sa = 0, spa = 0;
+      for (int64_t d = 0; d < D; ++d) {
+        const scalar_t u = p[k * D + d], v = a[k * D + d];
+        sp += u * u, sa += v * v, spa += u * v;
+      }
+      pp[k] = sp, aa[k] = sa, pa[k] = spa;
+    }
+  });
+  return r;
+}
+
 at::Tensor gyroplane_bank_cpu(const at::Tensor& x, const at::Tensor& p, const at::Tensor& a, const at::Tensor& c,
                               bool is_signed, bool scaled) {
   check_bank("gyroplane_bank", x, p, a, c);
   const double cv = read_c_cpu("gyroplane_bank", c);
   const auto at_ = acc_type(x);
-  const at::Tensor X = x.to(at_), P = p.to(at_), A = a.to(at_);
+  const at::Tensor X = x.to(at_).contiguous(), P = p.to(at_).contiguous(), A = a.to(at_).contiguous();
   const at::Tensor XP = at::mm(X, P.t()).contiguous(), XA = at::mm(X, A.t()).contiguous();
-  const at::Tensor xx = X.square().sum(1), pp = P.square().sum(1), aa = A.square().sum(1), pa = (P * A).sum(1);
+  const auto [xx, pp, aa, pa] = bank_norms(X, P, A);
   const int64_t N = x.size(0), Pn = p.size(0);
   at::Tensor out = at::empty({N, Pn}, x.options());
   HYPOPS_DISPATCH_FLOATS(x.scalar_type(), "gyroplane_bank", [&] {
@@ -92,9 +125,9 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> gyroplane_bank_backwa
   check_bank("gyroplane_bank_backward", x, p, a, c);
   const double cv = read_c_cpu("gyroplane_bank_backward", c);
   const auto at_ = acc_type(x);
-  const at::Tensor X = x.to(at_), P = p.to(at_), A = a.to(at_);
+  const at::Tensor X = x.to(at_).contiguous(), P = p.to(at_).contiguous(), A = a.to(at_).contiguous();
   const at::Tensor XP = at::mm(X, P.t()).contiguous(), XA = at::mm(X, A.t()).contiguous();
-  const at::Tensor xx = X.square().sum(1), pp = P.square().sum(1), aa = A.square().sum(1), pa = (P * A).sum(1);
+  const auto [xx, pp, aa, pa] = bank_norms(X, P, A);
   const int64_t N = x.size(0), Pn = p.size(0);
   const at::Tensor G = grad.to(at_).expand({N, Pn}).contiguous();
   auto opts = X.options();
@@ -149,11 +182,38 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> gyroplane_bank_backwa
       }
     });
   });
-  const at::Tensor sums = S.sum(0);
-  const double gc = sums[3 * Pn].item<double>();
-  const at::Tensor sMp = sums.slice(0, 0, Pn).to(at_), sMpa = sums.slice(0, Pn, 2 * Pn).to(at_),
-                   sMa = sums.slice(0, 2 * Pn, 3 * Pn).to(at_);
-  const auto [gx, gp, ga] = bank_input_grads_from_sums(X, P, A, Rx, Ldd, Lda, sMp, sMpa, sMa);
+  // The input gradients (common/gyroplane_bank.h's bank_input_grads, with its elementwise terms as plain
+  // loops: the column sums are reduced over the tasks in double here, and no ATen temporaries per call)
+  //   gx = x * Rx - 2 Ldd P + Lda A,  gp = p * sMp + a * sMpa - 2 Ldd^T X,  ga = a * sMa + p * sMpa + Lda^T X
+  const int64_t D = X.size(1);
+  at::Tensor gx = at::empty({N, D}, opts), gp = at::empty({Pn, D}, opts), ga = at::empty({Pn, D}, opts);
+  double gc = 0;
+  AT_DISPATCH_FLOATING_TYPES(at_, "gyroplane_bank_backward_grads", [&] {
+    const double* s0 = S.data_ptr<double>();
+    const int64_t W = 3 * Pn + 1;
+    std::vector<double> sums(W, 0.0);
+    for (int64_t ch = 0; ch < nchunk; ++ch)
+      for (int64_t j = 0; j < W; ++j) sums[j] += s0[ch * W + j];
+    gc = sums[3 * Pn];
+    const scalar_t *x_ = X.data_ptr<scalar_t>(), *p_ = P.data_ptr<scalar_t>(), *a_ = A.data_ptr<scalar_t>(),
+                   *rx = Rx.data_ptr<scalar_t>();
+    scalar_t *gx_ = gx.data_ptr<scalar_t>(), *gp_ = gp.data_ptr<scalar_t>(), *ga_ = ga.data_ptr<scalar_t>();
+    at::parallel_for(0, N, row_grain(D), [&](int64_t b, int64_t e) {
+      for (int64_t n = b; n < e; ++n)
+        for (int64_t d = 0; d < D; ++d) gx_[n * D + d] = x_[n * D + d] * rx[n];
+    });
+    for (int64_t k = 0; k < Pn; ++k) {
+      const scalar_t smp = scalar_t(sums[k]), smpa = scalar_t(sums[Pn + k]), sma = scalar_t(sums[2 * Pn + k]);
+      for (int64_t d = 0; d < D; ++d) {
+        const scalar_t u = p_[k * D + d], v = a_[k * D + d];
+        gp_[k * D + d] = u * smp + v * smpa;
+        ga_[k * D + d] = v * sma + u * smpa;
+      }
+    }
+  });
+  gx.addmm_(Ldd, P, 1, -2).addmm_(Lda, A);
+  gp.addmm_(Ldd.t(), X, 1, -2);
+  ga.addmm_(Lda.t(), X);
   return {gx.to(x.scalar_type()), gp.to(x.scalar_type()), ga.to(x.scalar_type()), grad_c_tensor(gc, c)};
 }
 
