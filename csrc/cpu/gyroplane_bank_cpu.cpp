@@ -5,12 +5,13 @@
 // accuracy of the pointwise op when a point nearly coincides with a plane's base point; the value is then
 // near 0 and its absolute error stays at the float epsilon level.)
 //
-// Backward: per (n, k) the Dual partials give l_xx, l_pp, l_aa, l_pa, l_dd, l_da (times the incoming
+// Backward: per (n, k) the partials (csrc/cpu/simd/bank_kernels.cpp; Dual numbers on the scalar path) give l_xx, l_pp, l_aa, l_pa, l_dd, l_da (times the incoming
 // gradient). Summing dist2plane's per-row gradient over the bank:
 //   grad_x = x * rowsum(2 l_xx + 2 l_dd) - 2 L_dd P + L_da A
 //   grad_p = p * colsum(2 l_pp + 2 l_dd) + a * colsum(l_pa - l_da) - 2 L_dd^T X
 //   grad_a = a * colsum(2 l_aa) + p * colsum(l_pa - l_da) + L_da^T X
-// i.e. again GEMMs plus O(N P) scalar work.
+// i.e. again GEMMs plus O(N P) scalar work; the three column sums are accumulated by the per-pair kernel
+// (per task, in double), so only L_dd and L_da are stored per pair.
 //
 // That per-pair scalar work (forward and backward) runs in csrc/cpu/simd/bank_kernels.cpp, vectorised
 // across planes and compiled per instruction set (AVX2+FMA or the SSE2 baseline, chosen at run time).
@@ -40,14 +41,47 @@ at::ScalarType acc_type(const at::Tensor& x) {
   return x.scalar_type() == at::kDouble ? at::kDouble : at::kFloat;
 }
 
+// |x|^2 per point and |p|^2, |a|^2, <p, a> per plane, in one pass of plain loops (the conv driver calls the
+// bank once per tile and offset: four reductions as ATen ops there are a dozen small kernels and
+// allocations per call). X, P, A: contiguous, in the accumulation type.
+struct Norms {
+  at::Tensor xx, pp, aa, pa;
+};
+Norms bank_norms(const at::Tensor& X, const at::Tensor& P, const at::Tensor& A) {
+  const int64_t N = X.size(0), Pn = P.size(0), D = X.size(1);
+  Norms r{at::empty({N}, X.options()), at::empty({Pn}, X.options()), at::empty({Pn}, X.options()),
+          at::empty({Pn}, X.options())};
+  AT_DISPATCH_FLOATING_TYPES(X.scalar_type(), "gyroplane_bank_norms", [&] {
+    const scalar_t *x = X.data_ptr<scalar_t>(), *p = P.data_ptr<scalar_t>(), *a = A.data_ptr<scalar_t>();
+    scalar_t *xx = r.xx.data_ptr<scalar_t>(), *pp = r.pp.data_ptr<scalar_t>(), *aa = r.aa.data_ptr<scalar_t>(),
+             *pa = r.pa.data_ptr<scalar_t>();
+    at::parallel_for(0, N, row_grain(D), [&](int64_t b, int64_t e) {
+      for (int64_t n = b; n < e; ++n) {
+        scalar_t s = 0;
+        for (int64_t d = 0; d < D; ++d) s += x[n * D + d] * x[n * D + d];
+        xx[n] = s;
+      }
+    });
+    for (int64_t k = 0; k < Pn; ++k) {
+      scalar_t sp = 0, sa = 0, spa = 0;
+      for (int64_t d = 0; d < D; ++d) {
+        const scalar_t u = p[k * D + d], v = a[k * D + d];
+        sp += u * u, sa += v * v, spa += u * v;
+      }
+      pp[k] = sp, aa[k] = sa, pa[k] = spa;
+    }
+  });
+  return r;
+}
+
 at::Tensor gyroplane_bank_cpu(const at::Tensor& x, const at::Tensor& p, const at::Tensor& a, const at::Tensor& c,
                               bool is_signed, bool scaled) {
   check_bank("gyroplane_bank", x, p, a, c);
   const double cv = read_c_cpu("gyroplane_bank", c);
   const auto at_ = acc_type(x);
-  const at::Tensor X = x.to(at_), P = p.to(at_), A = a.to(at_);
+  const at::Tensor X = x.to(at_).contiguous(), P = p.to(at_).contiguous(), A = a.to(at_).contiguous();
   const at::Tensor XP = at::mm(X, P.t()).contiguous(), XA = at::mm(X, A.t()).contiguous();
-  const at::Tensor xx = X.square().sum(1), pp = P.square().sum(1), aa = A.square().sum(1), pa = (P * A).sum(1);
+  const auto [xx, pp, aa, pa] = bank_norms(X, P, A);
   const int64_t N = x.size(0), Pn = p.size(0);
   at::Tensor out = at::empty({N, Pn}, x.options());
   HYPOPS_DISPATCH_FLOATS(x.scalar_type(), "gyroplane_bank", [&] {
@@ -91,53 +125,95 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> gyroplane_bank_backwa
   check_bank("gyroplane_bank_backward", x, p, a, c);
   const double cv = read_c_cpu("gyroplane_bank_backward", c);
   const auto at_ = acc_type(x);
-  const at::Tensor X = x.to(at_), P = p.to(at_), A = a.to(at_);
+  const at::Tensor X = x.to(at_).contiguous(), P = p.to(at_).contiguous(), A = a.to(at_).contiguous();
   const at::Tensor XP = at::mm(X, P.t()).contiguous(), XA = at::mm(X, A.t()).contiguous();
-  const at::Tensor xx = X.square().sum(1), pp = P.square().sum(1), aa = A.square().sum(1), pa = (P * A).sum(1);
+  const auto [xx, pp, aa, pa] = bank_norms(X, P, A);
   const int64_t N = x.size(0), Pn = p.size(0);
   const at::Tensor G = grad.to(at_).expand({N, Pn}).contiguous();
   auto opts = X.options();
-  at::Tensor Ldd = at::empty({N, Pn}, opts), Lda = at::empty({N, Pn}, opts), Mp = at::empty({N, Pn}, opts),
-             Mpa = at::empty({N, Pn}, opts), Ma = at::empty({N, Pn}, opts), Rx = at::empty({N}, opts);
-  double gc = 0;
+  at::Tensor Ldd = at::empty({N, Pn}, opts), Lda = at::empty({N, Pn}, opts), Rx = at::empty({N}, opts);
+  // Rows in chunks of row_grain; each chunk adds its column sums of Mp, Mpa, Ma and its dL/dc into its own
+  // row of S (double), summed over the chunks at the end: no [N, P] array for those three.
+  const int64_t grain = row_grain(Pn), nchunk = std::max<int64_t>(1, (N + grain - 1) / grain);
+  at::Tensor S = at::zeros({nchunk, 3 * Pn + 1}, opts.dtype(at::kDouble));
   AT_DISPATCH_FLOATING_TYPES(at_, "gyroplane_bank_backward", [&] {
     using acc_t = scalar_t;
     using Du = Dual<double, 7>;  // in double even for float rows (partials can exceed float range where values do not); partials: xx, pp, aa, pa, dd, da, c
     const acc_t *xp = XP.data_ptr<acc_t>(), *xa = XA.data_ptr<acc_t>(), *xx_ = xx.data_ptr<acc_t>(),
                 *pp_ = pp.data_ptr<acc_t>(), *aa_ = aa.data_ptr<acc_t>(), *pa_ = pa.data_ptr<acc_t>(),
                 *g = G.data_ptr<acc_t>();
-    acc_t *ldd = Ldd.data_ptr<acc_t>(), *lda = Lda.data_ptr<acc_t>(), *mp = Mp.data_ptr<acc_t>(),
-          *mpa = Mpa.data_ptr<acc_t>(), *ma = Ma.data_ptr<acc_t>(), *rx = Rx.data_ptr<acc_t>();
+    acc_t *ldd = Ldd.data_ptr<acc_t>(), *lda = Lda.data_ptr<acc_t>(), *rx = Rx.data_ptr<acc_t>();
+    double* s0 = S.data_ptr<double>();
     const simd::BankKernels& kern = simd::bank_kernels();
-    if (kern.bwd_d != nullptr) {
-      const simd::BankBwd<acc_t> args{xx_, xp, xa, pp_, aa_, pa_, g, cv, Pn, is_signed, scaled,
-                                      ldd, lda, mp, mpa, ma, rx};
-      gc = sum_rows(N, Pn, [&](int64_t n) { return simd::run_bwd(kern, args, n); });
-      return;
-    }
-    gc = sum_rows(N, Pn, [&](int64_t n) {
-      double gcn = 0;
-      acc_t rxn = 0;
-      for (int64_t k = 0; k < Pn; ++k) {
-        const int64_t j = n * Pn + k;
-        const acc_t dd = std::max(xx_[n] - 2 * xp[j] + pp_[k], acc_t(0));
-        const Du l = dist2plane_value(Du::var(xx_[n], 0), Du::var(pp_[k], 1), Du::var(aa_[k], 2),
-                                      Du::var(pa_[k], 3), Du::var(dd, 4), Du::var(acc_t(xa[j] - pa_[k]), 5),
-                                      Du::var(cv, 6), is_signed, scaled);
-        const acc_t gj = g[j];
-        ldd[j] = gj * l.d[4];
-        lda[j] = gj * l.d[5];
-        mp[j] = 2 * gj * (l.d[1] + l.d[4]);
-        mpa[j] = gj * (l.d[3] - l.d[5]);
-        ma[j] = 2 * gj * l.d[2];
-        rxn += 2 * gj * (l.d[0] + l.d[4]);
-        gcn += double(gj * l.d[6]);
+    const double margin = simd::bwd_plane_margin(pp_, aa_, Pn, cv);
+    at::parallel_for(0, nchunk, 1, [&](int64_t cb, int64_t ce) {
+      for (int64_t ch = cb; ch < ce; ++ch) {
+        double *smp = s0 + ch * (3 * Pn + 1), *smpa = smp + Pn, *sma = smpa + Pn;
+        double gcs = 0;
+        const int64_t n0 = ch * grain, n1 = std::min(N, n0 + grain);
+        if (kern.bwd_d != nullptr) {
+          const simd::BankBwd<acc_t> args{xx_, xp,  xa,  pp_, aa_, pa_, g,   cv,  Pn,  is_signed,
+                                          scaled, ldd, lda, rx, smp, smpa, sma, margin};
+          for (int64_t n = n0; n < n1; ++n) gcs += simd::run_bwd(kern, args, n);
+        } else {
+          for (int64_t n = n0; n < n1; ++n) {
+            double gcn = 0;
+            acc_t rxn = 0;
+            for (int64_t k = 0; k < Pn; ++k) {
+              const int64_t j = n * Pn + k;
+              const acc_t dd = std::max(xx_[n] - 2 * xp[j] + pp_[k], acc_t(0));
+              const Du l = dist2plane_value(Du::var(xx_[n], 0), Du::var(pp_[k], 1), Du::var(aa_[k], 2),
+                                            Du::var(pa_[k], 3), Du::var(dd, 4), Du::var(acc_t(xa[j] - pa_[k]), 5),
+                                            Du::var(cv, 6), is_signed, scaled);
+              const acc_t gj = g[j];
+              ldd[j] = gj * l.d[4];
+              lda[j] = gj * l.d[5];
+              smp[k] += double(acc_t(2 * gj * (l.d[1] + l.d[4])));
+              smpa[k] += double(acc_t(gj * (l.d[3] - l.d[5])));
+              sma[k] += double(acc_t(2 * gj * l.d[2]));
+              rxn += 2 * gj * (l.d[0] + l.d[4]);
+              gcn += double(gj * l.d[6]);
+            }
+            rx[n] = rxn;
+            gcs += gcn;
+          }
+        }
+        sma[Pn] = gcs;
       }
-      rx[n] = rxn;
-      return gcn;
     });
   });
-  const auto [gx, gp, ga] = bank_input_grads(X, P, A, Rx, Ldd, Lda, Mp, Mpa, Ma);
+  // The input gradients (common/gyroplane_bank.h's bank_input_grads, with its elementwise terms as plain
+  // loops: the column sums are reduced over the tasks in double here, and no ATen temporaries per call)
+  //   gx = x * Rx - 2 Ldd P + Lda A,  gp = p * sMp + a * sMpa - 2 Ldd^T X,  ga = a * sMa + p * sMpa + Lda^T X
+  const int64_t D = X.size(1);
+  at::Tensor gx = at::empty({N, D}, opts), gp = at::empty({Pn, D}, opts), ga = at::empty({Pn, D}, opts);
+  double gc = 0;
+  AT_DISPATCH_FLOATING_TYPES(at_, "gyroplane_bank_backward_grads", [&] {
+    const double* s0 = S.data_ptr<double>();
+    const int64_t W = 3 * Pn + 1;
+    std::vector<double> sums(W, 0.0);
+    for (int64_t ch = 0; ch < nchunk; ++ch)
+      for (int64_t j = 0; j < W; ++j) sums[j] += s0[ch * W + j];
+    gc = sums[3 * Pn];
+    const scalar_t *x_ = X.data_ptr<scalar_t>(), *p_ = P.data_ptr<scalar_t>(), *a_ = A.data_ptr<scalar_t>(),
+                   *rx = Rx.data_ptr<scalar_t>();
+    scalar_t *gx_ = gx.data_ptr<scalar_t>(), *gp_ = gp.data_ptr<scalar_t>(), *ga_ = ga.data_ptr<scalar_t>();
+    at::parallel_for(0, N, row_grain(D), [&](int64_t b, int64_t e) {
+      for (int64_t n = b; n < e; ++n)
+        for (int64_t d = 0; d < D; ++d) gx_[n * D + d] = x_[n * D + d] * rx[n];
+    });
+    for (int64_t k = 0; k < Pn; ++k) {
+      const scalar_t smp = scalar_t(sums[k]), smpa = scalar_t(sums[Pn + k]), sma = scalar_t(sums[2 * Pn + k]);
+      for (int64_t d = 0; d < D; ++d) {
+        const scalar_t u = p_[k * D + d], v = a_[k * D + d];
+        gp_[k * D + d] = u * smp + v * smpa;
+        ga_[k * D + d] = v * sma + u * smpa;
+      }
+    }
+  });
+  gx.addmm_(Ldd, P, 1, -2).addmm_(Lda, A);
+  gp.addmm_(Ldd.t(), X, 1, -2);
+  ga.addmm_(Lda.t(), X);
   return {gx.to(x.scalar_type()), gp.to(x.scalar_type()), ga.to(x.scalar_type()), grad_c_tensor(gc, c)};
 }
 

@@ -22,9 +22,9 @@
 //  - Backward (option c): dist2plane_value on Dual<Lane<double>, 7> vectorises too, but carries 8
 //    values per lane through every operation and spills registers: measured 53-70 ns/pair with AVX2
 //    (scalar Dual: 240-270), against a few ns/pair for dist2plane_grad, the hand-derived partials in
-//    math.h (tested against the Dual evaluation, which the "scalar" kernels still run). Partials stay
-//    in double for float rows (they can overflow float where the value does not), so a float pair
-//    costs a double pair in backward.
+//    math.h (tested against the Dual evaluation, which the "scalar" kernels still run). Float rows get
+//    their partials in float where every pair is well inside the ball (bwd_row_f), in double elsewhere
+//    (they can overflow float near the sphere where the value does not).
 //
 // Build flags of this TU: -fno-math-errno (sqrt without the errno call) and -fno-trapping-math (lets
 // gcc evaluate both arms of a clamp and select; we never read FP exception flags). Not -ffast-math:
@@ -66,7 +66,8 @@ template <typename T, bool SIGNED, bool SCALED> __attribute__((flatten)) double 
   const int64_t P = a.P;
   const T xx = a.xx[n];
   const T *xp = a.xp + n * P, *xa = a.xa + n * P, *g = a.g + n * P, *pp = a.pp, *aa = a.aa, *pa = a.pa;
-  T *ldd = a.ldd + n * P, *lda = a.lda + n * P, *mp = a.mp + n * P, *mpa = a.mpa + n * P, *ma = a.ma + n * P;
+  T *ldd = a.ldd + n * P, *lda = a.lda + n * P;
+  double *smp = a.smp, *smpa = a.smpa, *sma = a.sma;
   const double cv = a.c;  // a Lane made in the loop: a Lane local outside it is copied as an aggregate,
                           // which stops the vectoriser ("more than one data ref in stmt")
   double rxn = 0, gcn = 0;
@@ -79,13 +80,49 @@ template <typename T, bool SIGNED, bool SCALED> __attribute__((flatten)) double 
     const double gk = double(g[k]);
     ldd[k] = T(gk * l.dd.v);
     lda[k] = T(gk * l.da.v);
-    mp[k] = T(2 * gk * (l.pp.v + l.dd.v));
-    mpa[k] = T(gk * (l.pa.v - l.da.v));
-    ma[k] = T(2 * gk * l.aa.v);
+    smp[k] += double(T(2 * gk * (l.pp.v + l.dd.v)));
+    smpa[k] += double(T(gk * (l.pa.v - l.da.v)));
+    sma[k] += double(T(2 * gk * l.aa.v));
     rxn += 2 * gk * (l.xx.v + l.dd.v);
     gcn += gk * l.c.v;
   }
   a.rx[n] = T(rxn);
+  return gcn;
+}
+
+// Float rows: the partials in float (8 lanes per AVX2 vector and float divisions and square roots: a few
+// times the pair rate of the double loop above). Float is exact enough where the point and the plane's
+// base point are well inside the ball; near the sphere the formula amplifies rounding by
+// 1/((1 - c|p|^2)(1 - c|x|^2)) = 1/AB and its intermediates (1/den, 1/denom) can leave float's range. So
+// a row runs here only when AB > BWD_F_MIN_AB = 1/8 for every plane and every |a|^2 > BWD_F_MIN_AA
+// (bwd_plane_margin; then den >= AB, denom >= AB/5 |a|: nothing overflows and the rounding is amplified
+// at most ~8x), and in the double loop otherwise. rx and dL/dc and the column sums accumulate in double.
+template <bool SIGNED, bool SCALED> __attribute__((flatten)) double bwd_row_f(const BankBwd<float>& a, int64_t n) {
+  using L = Lane<float>;
+  const int64_t P = a.P;
+  const float xx = a.xx[n];
+  if (!((1.0 - a.c * double(xx)) * a.plane_margin > BWD_F_MIN_AB)) return bwd_row<float, SIGNED, SCALED>(a, n);
+  const float *xp = a.xp + n * P, *xa = a.xa + n * P, *g = a.g + n * P, *pp = a.pp, *aa = a.aa, *pa = a.pa;
+  float *ldd = a.ldd + n * P, *lda = a.lda + n * P;
+  double *smp = a.smp, *smpa = a.smpa, *sma = a.sma;
+  const float cv = float(a.c);
+  double rxn = 0, gcn = 0;
+#pragma omp simd reduction(+ : rxn, gcn)
+  for (int64_t k = 0; k < P; ++k) {
+    float dd = xx - 2.0f * xp[k] + pp[k];
+    dd = dd < 0.0f ? 0.0f : dd;
+    const float da = xa[k] - pa[k];
+    const Dist2PlaneGrad<L> l = dist2plane_grad(L(xx), L(pp[k]), L(aa[k]), L(pa[k]), L(dd), L(da), L(cv), SIGNED, SCALED);
+    const float gk = g[k];
+    ldd[k] = gk * l.dd.v;
+    lda[k] = gk * l.da.v;
+    smp[k] += double(2.0f * gk * (l.pp.v + l.dd.v));
+    smpa[k] += double(gk * (l.pa.v - l.da.v));
+    sma[k] += double(2.0f * gk * l.aa.v);
+    rxn += double(2.0f * gk * (l.xx.v + l.dd.v));
+    gcn += double(gk * l.c.v);
+  }
+  a.rx[n] = float(rxn);
   return gcn;
 }
 
@@ -98,6 +135,10 @@ template <typename T> void fwd(const BankFwd<T>& a, int64_t n, T* out) {
   }
 }
 template <typename T> double bwd(const BankBwd<T>& a, int64_t n) {
+  if constexpr (std::is_same_v<T, float>) {
+    if (a.is_signed) return a.scaled ? bwd_row_f<true, true>(a, n) : bwd_row_f<true, false>(a, n);
+    return a.scaled ? bwd_row_f<false, true>(a, n) : bwd_row_f<false, false>(a, n);
+  }
   if (a.is_signed) return a.scaled ? bwd_row<T, true, true>(a, n) : bwd_row<T, true, false>(a, n);
   return a.scaled ? bwd_row<T, false, true>(a, n) : bwd_row<T, false, false>(a, n);
 }

@@ -17,17 +17,37 @@ template <typename T> struct BankFwd {
   int64_t P;
   bool is_signed, scaled;
 };
-// Backward adds the incoming gradient g [N, P] and writes, per pair, ldd = g l_dd, lda = g l_da,
-// mp = 2 g (l_pp + l_dd), mpa = g (l_pa - l_da), ma = 2 g l_aa, and per point rx = sum_k 2 g (l_xx + l_dd)
-// (the l_* are the partials of dist2plane_value; see gyroplane_bank_cpu.cpp). The partials are
-// evaluated in double for float rows too (they can exceed float's range where the value does not).
+// Backward adds the incoming gradient g [N, P] and writes, per pair, ldd = g l_dd, lda = g l_da, per point
+// rx = sum_k 2 g (l_xx + l_dd), and adds to the per-plane column sums (double, [P] each; the caller gives
+// every task its own) smp += 2 g (l_pp + l_dd), smpa += g (l_pa - l_da), sma += 2 g l_aa (the l_* are the
+// partials of dist2plane_value; see gyroplane_bank_cpu.cpp). The column sums are all the input gradients
+// need of those three, so they are never stored per pair. Double rows evaluate the partials in double;
+// float rows in float where that is exact and safe (see bwd_plane_margin), else in double (the partials
+// can exceed float's range near the sphere where the value does not).
 template <typename T> struct BankBwd {
   const T *xx, *xp, *xa, *pp, *aa, *pa, *g;
   double c;
   int64_t P;
   bool is_signed, scaled;
-  T *ldd, *lda, *mp, *mpa, *ma, *rx;
+  T *ldd, *lda, *rx;
+  double *smp, *smpa, *sma;
+  double plane_margin;  // bwd_plane_margin(pp, aa, P, c) (float rows; unused for double rows)
 };
+
+// The float backward's gate, per bank: min_k (1 - c|p_k|^2) when every plane has a finite |p|^2 inside the
+// ball and a normal with |a|^2 > BWD_F_MIN_AA (else 0, which sends every row to the double loop). A row
+// runs in float when (1 - c|x|^2) * margin > BWD_F_MIN_AB.
+constexpr double BWD_F_MIN_AB = 0.125;
+constexpr double BWD_F_MIN_AA = 1e-6;
+template <typename T> double bwd_plane_margin(const T* pp, const T* aa, int64_t P, double c) {
+  double m = 1.0;
+  for (int64_t k = 0; k < P; ++k) {
+    const double A = 1.0 - c * double(pp[k]);
+    if (!(A > 0.0 && A <= 1.0 && double(aa[k]) > BWD_F_MIN_AA && double(aa[k]) < 1e30)) return 0.0;
+    m = A < m ? A : m;
+  }
+  return m;
+}
 
 // One instruction set's kernels. fwd: row n of the output (P values) into out. bwd: row n of the
 // outputs; returns that row's contribution to dL/dc.
