@@ -31,8 +31,9 @@ LEVEL_CLUSTERS = {1: 2, 2: 4, 3: 6}
 DEMO_MODEL = {"channels": (16, 32, 32), "decoder_channels": 16}
 # Learning rates that train each preset in a few hundred CPU steps (the published 5e-7 needs ~122k steps)
 DEFAULT_LR = {"dense": 2e-3, "paper": 5e-7, "paper_fixed": 1e-4}
-# Gaussian smoothing of the latents before clustering (voxels; seg.smooth_slabs), chosen on validation volumes
-# (seeds 100-107, not the demo's test volumes): see README "Segmentation: latent smoothing"
+# Gaussian smoothing of the latents before clustering (voxels; seg.smooth_slabs), chosen with
+# scripts/sweep_smooth.py on validation volumes (seeds 80-87, toy_splits' validation split; never the demo's
+# test volumes 8-11): see README "The demo"
 DEFAULT_SMOOTH = 1.5
 
 

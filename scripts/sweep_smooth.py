@@ -1,8 +1,9 @@
 """Dice of a trained dense checkpoint on synthetic volumes for several latent-smoothing sigmas: how the
 default of ``hypops segment --smooth`` / ``hypops demo --smooth`` (``hypops.pipeline.DEFAULT_SMOOTH``) was
-chosen, on validation seeds that are neither the demo's training (0-7) nor its test (8-11) volumes.
+chosen, on validation volumes: seeds 80-87 (``toy_splits``' validation split), neither the demo's training
+(0-7) nor its test (8-11) volumes.
 
-    .venv/bin/python scripts/sweep_smooth.py hypops-demo/model.pt --seeds 100-107 --sigmas 0,1,1.5,2,3
+    .venv/bin/python scripts/sweep_smooth.py hypops-demo/model.pt --seeds 80-87 --sigmas 0,1,1.5,2,3
 
 Each volume is embedded once; for each sigma the latents are smoothed (``segment.smooth_latents``),
 clustered at 2 / 4 / 6 clusters exactly as the demo does, and scored against levels 1 / 2 / 3 (Hungarian-
@@ -33,7 +34,7 @@ def seed_list(text: str) -> list[int]:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("checkpoint")
-    ap.add_argument("--seeds", default="100-107", help="synthetic volume seeds, e.g. 100-107 or 100,103 (default 100-107)")
+    ap.add_argument("--seeds", default="80-87", help="synthetic volume seeds, e.g. 80-87 or 80,83 (default 80-87)")
     ap.add_argument("--sigmas", default="0,1,1.5,2,3", help="comma-separated sigmas in voxels")
     ap.add_argument("--size", type=int, default=50)
     ap.add_argument("--seed", type=int, default=0, help="k-means seed (the demo's default)")
