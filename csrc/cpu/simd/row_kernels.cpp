@@ -169,6 +169,8 @@ template <typename T> double unary_bwd_any(RowOp op, const UnaryBwd<T>& a) {
     default: return unary_bwd<Logmap0Op>(a);
   }
 }
+// mobius_add's forward is kept here although cpu/rowwise.h does not call it today (MobiusAddOp::
+// kBlockedForward): flipping that flag is how to re-measure it on another CPU.
 template <typename T> void binary_fwd_any(RowOp op, const BinaryFwd<T>& a) {
   switch (op) {
     case RowOp::mobius_add: return binary_fwd<MobiusAddOp>(a);
