@@ -22,6 +22,12 @@ Both also exist as generators of z-slabs (``dense_slabs``, ``patch_slabs``), whi
 consumes: a tomogram is segmented without ever holding its latents (8 bytes a voxel at D = 2: 1 GiB for
 512³) or a 64-bit label volume in memory.
 
+Smoothing
+---------
+``smooth_slabs`` (streamed) / ``smooth_latents`` (in memory) Gaussian-filter the latents in the tangent space
+at the origin before clustering (``hypops segment --smooth``, default 1.5 voxels): a voxel's latent sees only
+the encoder's receptive field, and the filter removes the single-voxel speckle texture noise leaves.
+
 Clusters
 --------
 ``cluster_latents`` clusters the latent means with ``PoincareKMeans`` once per requested cluster count (one
