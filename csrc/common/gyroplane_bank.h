@@ -11,13 +11,20 @@
 
 namespace hypops {
 
+// sMp, sMpa, sMa: the column sums [P] (colsum(Mp), ...), in X's dtype. Taking the sums rather than the
+// [N, P] arrays lets the CPU kernel accumulate them inside its per-pair loop (in double, per task) and never
+// store Mp, Mpa, Ma. In-place GEMMs: no temporaries beyond the three results (the conv driver calls this once
+// per tile and offset).
 inline std::tuple<at::Tensor, at::Tensor, at::Tensor> bank_input_grads(
     const at::Tensor& X, const at::Tensor& P, const at::Tensor& A, const at::Tensor& Rx, const at::Tensor& Ldd,
-    const at::Tensor& Lda, const at::Tensor& Mp, const at::Tensor& Mpa, const at::Tensor& Ma) {
-  const at::Tensor spa = Mpa.sum(0).unsqueeze(1);
-  at::Tensor gx = X * Rx.unsqueeze(1) - 2 * at::mm(Ldd, P) + at::mm(Lda, A);
-  at::Tensor gp = P * Mp.sum(0).unsqueeze(1) + A * spa - 2 * at::mm(Ldd.t(), X);
-  at::Tensor ga = A * Ma.sum(0).unsqueeze(1) + P * spa + at::mm(Lda.t(), X);
+    const at::Tensor& Lda, const at::Tensor& sMp, const at::Tensor& sMpa, const at::Tensor& sMa) {
+  const at::Tensor spa = sMpa.unsqueeze(1);
+  at::Tensor gx = X * Rx.unsqueeze(1);
+  gx.addmm_(Ldd, P, 1, -2).addmm_(Lda, A);
+  at::Tensor gp = at::addcmul(A * spa, P, sMp.unsqueeze(1));
+  gp.addmm_(Ldd.t(), X, 1, -2);
+  at::Tensor ga = at::addcmul(P * spa, A, sMa.unsqueeze(1));
+  ga.addmm_(Lda.t(), X);
   return {gx, gp, ga};
 }
 

@@ -182,38 +182,12 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> gyroplane_bank_backwa
       }
     });
   });
-  // The input gradients (common/gyroplane_bank.h's bank_input_grads, with its elementwise terms as plain
-  // loops: the column sums are reduced over the tasks in double here, and no ATen temporaries per call)
-  //   gx = x * Rx - 2 Ldd P + Lda A,  gp = p * sMp + a * sMpa - 2 Ldd^T X,  ga = a * sMa + p * sMpa + Lda^T X
-  const int64_t D = X.size(1);
-  at::Tensor gx = at::empty({N, D}, opts), gp = at::empty({Pn, D}, opts), ga = at::empty({Pn, D}, opts);
-  double gc = 0;
-  AT_DISPATCH_FLOATING_TYPES(at_, "gyroplane_bank_backward_grads", [&] {
-    const double* s0 = S.data_ptr<double>();
-    const int64_t W = 3 * Pn + 1;
-    std::vector<double> sums(W, 0.0);
-    for (int64_t ch = 0; ch < nchunk; ++ch)
-      for (int64_t j = 0; j < W; ++j) sums[j] += s0[ch * W + j];
-    gc = sums[3 * Pn];
-    const scalar_t *x_ = X.data_ptr<scalar_t>(), *p_ = P.data_ptr<scalar_t>(), *a_ = A.data_ptr<scalar_t>(),
-                   *rx = Rx.data_ptr<scalar_t>();
-    scalar_t *gx_ = gx.data_ptr<scalar_t>(), *gp_ = gp.data_ptr<scalar_t>(), *ga_ = ga.data_ptr<scalar_t>();
-    at::parallel_for(0, N, row_grain(D), [&](int64_t b, int64_t e) {
-      for (int64_t n = b; n < e; ++n)
-        for (int64_t d = 0; d < D; ++d) gx_[n * D + d] = x_[n * D + d] * rx[n];
-    });
-    for (int64_t k = 0; k < Pn; ++k) {
-      const scalar_t smp = scalar_t(sums[k]), smpa = scalar_t(sums[Pn + k]), sma = scalar_t(sums[2 * Pn + k]);
-      for (int64_t d = 0; d < D; ++d) {
-        const scalar_t u = p_[k * D + d], v = a_[k * D + d];
-        gp_[k * D + d] = u * smp + v * smpa;
-        ga_[k * D + d] = v * sma + u * smpa;
-      }
-    }
-  });
-  gx.addmm_(Ldd, P, 1, -2).addmm_(Lda, A);
-  gp.addmm_(Ldd.t(), X, 1, -2);
-  ga.addmm_(Lda.t(), X);
+  // The chunks' column sums and dL/dc, reduced in double, then the GEMMs of common/gyroplane_bank.h.
+  const at::Tensor sums = S.sum(0);
+  const double gc = sums[3 * Pn].item<double>();
+  const at::Tensor sM = sums.narrow(0, 0, 3 * Pn).to(at_);
+  const auto [gx, gp, ga] =
+      bank_input_grads(X, P, A, Rx, Ldd, Lda, sM.narrow(0, 0, Pn), sM.narrow(0, Pn, Pn), sM.narrow(0, 2 * Pn, Pn));
   return {gx.to(x.scalar_type()), gp.to(x.scalar_type()), ga.to(x.scalar_type()), grad_c_tensor(gc, c)};
 }
 

@@ -174,7 +174,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> gyroplane_bank_backwa
     Rx.zero_();
   }
   const at::Tensor &X = b.X, &P = b.P, &A = b.A;
-  const auto [gx, gp, ga] = bank_input_grads(X, P, A, Rx, Ldd, Lda, Mp, Mpa, Ma);
+  const auto [gx, gp, ga] = bank_input_grads(X, P, A, Rx, Ldd, Lda, Mp.sum(0), Mpa.sum(0), Ma.sum(0));
   return {gx.to(x.scalar_type()), gp.to(x.scalar_type()), ga.to(x.scalar_type()), finish_grad_c(partials, c)};
 }
 
