@@ -168,6 +168,49 @@ def test_kernels_match_scalar(kernels, name, dtype, extreme, flags):
                 raise AssertionError(f"{label}, c={c}: {e}") from None
 
 
+def _gate_edge_inputs(c, tiny_normal, dtype):
+    """Points on both sides of the bank kernels' inside gate (csrc/cpu/simd/bank_kernels.h): a row takes
+    the inside form when (1 - c|x|^2) * min_k (1 - c|p_k|^2) > 1/8 and every |a_k|^2 > 1e-6, else the
+    general form. Planes with 1 - c|p|^2 in [0.9, 1]; rows with (1 - c|x|^2) * margin from 0.1 to 0.9,
+    densely around 1/8; with tiny_normal one plane has |a|^2 = 1e-7, which sends every row to the general
+    form."""
+    g = gen(17)
+    d, n_planes = 5, 19
+    dirs = torch.randn(n_planes, d, generator=g, dtype=torch.float64)
+    p = dirs / dirs.norm(dim=1, keepdim=True) * torch.linspace(0.0, (0.1 / c) ** 0.5, n_planes).view(-1, 1)
+    a = torch.randn(n_planes, d, generator=g, dtype=torch.float64)
+    if tiny_normal:
+        a[3] = a[3] / a[3].norm() * 1e-7**0.5 * 1.01
+    margin = (1 - c * (p * p).sum(1)).min().item()
+    ab = torch.tensor([0.1, 0.12, 0.1249, 0.12499, 0.125, 0.12501, 0.1251, 0.126, 0.13, 0.2, 0.5, 0.9])
+    b = (ab / margin).clamp(max=1.0).to(torch.float64).repeat_interleave(3)
+    dirs = torch.randn(len(b), d, generator=g, dtype=torch.float64)
+    x = dirs / dirs.norm(dim=1, keepdim=True) * ((1 - b) / c).sqrt().view(-1, 1)
+    return [t.to(dtype).contiguous() for t in (x, p, a)]
+
+
+@pytest.mark.parametrize("name", KERNELS)
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=["float64", "float32"])
+@pytest.mark.parametrize("tiny_normal", [False, True], ids=["inside-gate", "general-only"])
+@pytest.mark.parametrize("flags", [(True, False), (False, False), (True, True), (False, True)],
+                         ids=["signed", "unsigned", "signed-scaled", "unsigned-scaled"])
+def test_bank_inside_gate_edges(kernels, name, dtype, tiny_normal, flags):
+    """The inside form (rows well inside the ball) and the general form agree with the scalar loops on
+    both sides of the gate, so the switch between them is seamless."""
+    rtol = 1e-12 if dtype == torch.float64 else 2e-6
+    for c in (0.3, 1.0, 4.0):
+        x, p, a = _gate_edge_inputs(c, tiny_normal, dtype)
+        kernels("scalar")
+        want = _run(x, p, a, c, *flags)
+        kernels(name)
+        got = _run(x, p, a, c, *flags)
+        for label, u, v in zip(["out", "grad_x", "grad_p", "grad_a", "grad_c"], got, want):
+            try:
+                _close(u, v, rtol)
+            except AssertionError as e:
+                raise AssertionError(f"{label}, c={c}: {e}") from None
+
+
 # --- row ops -------------------------------------------------------------------------------------------------
 # op -> argument kinds (hyptest.sample). project is not here: it has no vectorised stage (ProjectOp::kBlocked
 # is false in csrc/cpu/row_ops.h: one sqrt and a scale per row cost less than blocking), so every kernel

@@ -3,9 +3,13 @@
 // the x86-64 baseline, SSE2; isa_avx2: -mavx2 -mfma), and simd_dispatch.cpp picks one at run time.
 //
 // How (and why not the alternatives):
-//  - The loops below evaluate the very same dist2plane_value of common/math.h (forward, on Lane<T>) and
-//    its hand-derived partials dist2plane_grad (backward, on Lane<double>), one (point, plane) pair
-//    per iteration under `#pragma omp simd`.
+//  - Rows well inside the ball (bank_kernels.h: the inside gate, AB > 1/8 for every plane) take the
+//    inside form, where the Mobius denominator cancels: a few products, asinh, and for backward one
+//    sqrt, per pair, in the row's type (fwd_row_inside, bwd_row_inside). Every other row (points on
+//    or beyond the sphere, normals ~ 0, NaNs) takes the general form: the loops below evaluate the
+//    very same dist2plane_value of common/math.h (forward, on Lane<T>) and its hand-derived partials
+//    dist2plane_grad (backward, on Lane<double>), one (point, plane) pair per iteration under
+//    `#pragma omp simd`.
 //    Lane<T> (lane.h) is a scalar wrapper whose sqrt is an instruction and whose asinh is branch-free
 //    arithmetic, so gcc if-converts math.h's clamps (plain ternaries) and vectorises the whole formula.
 //    The math stays written once, for CPU and CUDA; only sqrt/asinh/log have a second, vectorisable
@@ -22,9 +26,9 @@
 //  - Backward (option c): dist2plane_value on Dual<Lane<double>, 7> vectorises too, but carries 8
 //    values per lane through every operation and spills registers: measured 53-70 ns/pair with AVX2
 //    (scalar Dual: 240-270), against a few ns/pair for dist2plane_grad, the hand-derived partials in
-//    math.h (tested against the Dual evaluation, which the "scalar" kernels still run). Float rows get
-//    their partials in float where every pair is well inside the ball (bwd_row_f), in double elsewhere
-//    (they can overflow float near the sphere where the value does not).
+//    math.h (tested against the Dual evaluation, which the "scalar" kernels still run). Float rows outside
+//    the inside gate get their partials in double (they can overflow float near the sphere where the
+//    value does not).
 //
 // Build flags of this TU: -fno-math-errno (sqrt without the errno call) and -fno-trapping-math (lets
 // gcc evaluate both arms of a clamp and select; we never read FP exception flags). Not -ffast-math:
@@ -47,7 +51,29 @@ namespace {
 
 // flatten: inline everything the loop calls (gcc otherwise keeps the Dual instantiation of
 // dist2plane_value out of line, and a call in the loop body stops the vectoriser).
+// A row of the inside form (bank_kernels.h): rows with (1 - c|x|^2) * plane_margin > INSIDE_MIN_AB.
+template <typename T, bool SIGNED, bool SCALED> void fwd_row_inside(const BankFwd<T>& a, int64_t n, T* out) {
+  const int64_t P = a.P;
+  const T xx = a.xx[n];
+  const T inv_b = T(1) / (T(1) - a.c * xx), inv_sc = T(1) / sqrt_t(a.c);
+  const T *xp = a.xp + n * P, *xa = a.xa + n * P, *pp = a.pp, *pa = a.pa;
+  const T *fA = a.inside, *fcpa = fA + P, *fK = fA + 2 * P, *fan = fA + 3 * P;
+#pragma omp simd
+  for (int64_t k = 0; k < P; ++k) {
+    T dd = xx - T(2) * xp[k] + pp[k];
+    dd = dd < T(0) ? T(0) : dd;  // |x - p|^2 from the GEMM can round below 0
+    T z = (fA[k] * (xa[k] - pa[k]) - fcpa[k] * dd) * (fK[k] * inv_b);
+    if (!SIGNED) z = z < T(0) ? -z : z;
+    T v = asinh_lane(z) * inv_sc;
+    if (SCALED) v = v * fan[k];
+    out[k] = v;
+  }
+}
+
+// The general form: any row (points on or beyond the sphere, planes with a ~ 0, NaNs).
 template <typename T, bool SIGNED, bool SCALED> __attribute__((flatten)) void fwd_row(const BankFwd<T>& a, int64_t n, T* out) {
+  if ((1.0 - double(a.c) * double(a.xx[n])) * a.plane_margin > INSIDE_MIN_AB)
+    return fwd_row_inside<T, SIGNED, SCALED>(a, n, out);
   using L = Lane<T>;
   const int64_t P = a.P;
   const T xx = a.xx[n];
@@ -61,7 +87,50 @@ template <typename T, bool SIGNED, bool SCALED> __attribute__((flatten)) void fw
   }
 }
 
+// A row of the inside form (bank_kernels.h), its partials in T (float rows too: inside the gate every
+// intermediate is bounded, |z| <= 768), with z = (A da - c pa dd) K / B and out = asinh(z) / sqrt(c):
+//   dz/dda = A K/B, dz/ddd = -c pa K/B, dz/dpa = -c dd K/B, dz/dxx = c z/B, dz/dpp = -(c^2 pa/A) dd K/B,
+//   dz/daa = -z/(2|a|^2), dz/dc = z (1/(2c) + xx/B) - (pa/A) dd K/B;  dout/dz = 1/(sqrt(c) sqrt(1 + z^2)),
+//   dout/dc also has -out/(2c). Unsigned: |z| and sign(z) (sign(0) = 0, as the general form). Scaled:
+//   out |a|, every partial times |a|, and dout/daa gains out/(2|a|).
+template <typename T, bool SIGNED, bool SCALED> double bwd_row_inside(const BankBwd<T>& a, int64_t n) {
+  const int64_t P = a.P;
+  const T xx = a.xx[n], c = T(a.c);
+  const T inv_b = T(1) / (T(1) - c * xx), inv_sc = T(1) / sqrt_t(c), half_inv_c = T(0.5) / c;
+  const T c_inv_b = c * inv_b, zc_factor = half_inv_c + xx * inv_b;
+  const T *xp = a.xp + n * P, *xa = a.xa + n * P, *g = a.g + n * P, *pp = a.pp, *pa = a.pa;
+  const T *fA = a.inside, *fcpa = fA + P, *fK = fA + 2 * P, *fan = fA + 3 * P, *fcpaA = fA + 4 * P,
+          *fpaA = fA + 5 * P, *fhaa = fA + 6 * P;
+  T *ldd = a.ldd + n * P, *lda = a.lda + n * P;
+  double *smp = a.smp, *smpa = a.smpa, *sma = a.sma;
+  double rxn = 0, gcn = 0;
+#pragma omp simd reduction(+ : rxn, gcn)
+  for (int64_t k = 0; k < P; ++k) {
+    T dd = xx - T(2) * xp[k] + pp[k];
+    dd = dd < T(0) ? T(0) : dd;
+    const T kb = fK[k] * inv_b;
+    const T z = (fA[k] * (xa[k] - pa[k]) - fcpa[k] * dd) * kb;
+    const T s = SIGNED ? T(1) : (z < T(0) ? T(-1) : (z > T(0) ? T(1) : T(0)));
+    const T u = asinh_lane(SIGNED ? z : z * s) * inv_sc;  // the unscaled value
+    const T gs = SCALED ? g[k] * fan[k] : g[k];           // g d(value)/d(unscaled value)
+    const T w = gs * s * inv_sc / sqrt_t(T(1) + z * z);   // g d(value)/dz
+    const T l_dd = -w * fcpa[k] * kb, l_da = w * fA[k] * kb;
+    T l_aa = -w * z * fhaa[k];
+    if (SCALED) l_aa = l_aa + g[k] * u * fan[k] * fhaa[k];  // out/(2|a|) = u |a| / (2|a|^2)
+    ldd[k] = l_dd;
+    lda[k] = l_da;
+    smp[k] += double(T(2) * (-w * dd * fcpaA[k] * kb + l_dd));
+    smpa[k] += double(-w * c * dd * kb - l_da);
+    sma[k] += double(T(2) * l_aa);
+    rxn += double(T(2) * (w * z * c_inv_b + l_dd));
+    gcn += double(w * (z * zc_factor - dd * fpaA[k] * kb) - gs * u * half_inv_c);
+  }
+  a.rx[n] = T(rxn);
+  return gcn;
+}
+
 template <typename T, bool SIGNED, bool SCALED> __attribute__((flatten)) double bwd_row(const BankBwd<T>& a, int64_t n) {
+  if ((1.0 - a.c * double(a.xx[n])) * a.plane_margin > INSIDE_MIN_AB) return bwd_row_inside<T, SIGNED, SCALED>(a, n);
   using L = Lane<double>;  // double for float rows too: partials can exceed float's range
   const int64_t P = a.P;
   const T xx = a.xx[n];
@@ -90,42 +159,6 @@ template <typename T, bool SIGNED, bool SCALED> __attribute__((flatten)) double 
   return gcn;
 }
 
-// Float rows: the partials in float (8 lanes per AVX2 vector and float divisions and square roots: a few
-// times the pair rate of the double loop above). Float is exact enough where the point and the plane's
-// base point are well inside the ball; near the sphere the formula amplifies rounding by
-// 1/((1 - c|p|^2)(1 - c|x|^2)) = 1/AB and its intermediates (1/den, 1/denom) can leave float's range. So
-// a row runs here only when AB > BWD_F_MIN_AB = 1/8 for every plane and every |a|^2 > BWD_F_MIN_AA
-// (bwd_plane_margin; then den >= AB, denom >= AB/5 |a|: nothing overflows and the rounding is amplified
-// at most ~8x), and in the double loop otherwise. rx and dL/dc and the column sums accumulate in double.
-template <bool SIGNED, bool SCALED> __attribute__((flatten)) double bwd_row_f(const BankBwd<float>& a, int64_t n) {
-  using L = Lane<float>;
-  const int64_t P = a.P;
-  const float xx = a.xx[n];
-  if (!((1.0 - a.c * double(xx)) * a.plane_margin > BWD_F_MIN_AB)) return bwd_row<float, SIGNED, SCALED>(a, n);
-  const float *xp = a.xp + n * P, *xa = a.xa + n * P, *g = a.g + n * P, *pp = a.pp, *aa = a.aa, *pa = a.pa;
-  float *ldd = a.ldd + n * P, *lda = a.lda + n * P;
-  double *smp = a.smp, *smpa = a.smpa, *sma = a.sma;
-  const float cv = float(a.c);
-  double rxn = 0, gcn = 0;
-#pragma omp simd reduction(+ : rxn, gcn)
-  for (int64_t k = 0; k < P; ++k) {
-    float dd = xx - 2.0f * xp[k] + pp[k];
-    dd = dd < 0.0f ? 0.0f : dd;
-    const float da = xa[k] - pa[k];
-    const Dist2PlaneGrad<L> l = dist2plane_grad(L(xx), L(pp[k]), L(aa[k]), L(pa[k]), L(dd), L(da), L(cv), SIGNED, SCALED);
-    const float gk = g[k];
-    ldd[k] = gk * l.dd.v;
-    lda[k] = gk * l.da.v;
-    smp[k] += double(2.0f * gk * (l.pp.v + l.dd.v));
-    smpa[k] += double(gk * (l.pa.v - l.da.v));
-    sma[k] += double(2.0f * gk * l.aa.v);
-    rxn += double(2.0f * gk * (l.xx.v + l.dd.v));
-    gcn += double(gk * l.c.v);
-  }
-  a.rx[n] = float(rxn);
-  return gcn;
-}
-
 // signed/scaled become template arguments so that the loops carry no run-time branch.
 template <typename T> void fwd(const BankFwd<T>& a, int64_t n, T* out) {
   if (a.is_signed) {
@@ -135,10 +168,6 @@ template <typename T> void fwd(const BankFwd<T>& a, int64_t n, T* out) {
   }
 }
 template <typename T> double bwd(const BankBwd<T>& a, int64_t n) {
-  if constexpr (std::is_same_v<T, float>) {
-    if (a.is_signed) return a.scaled ? bwd_row_f<true, true>(a, n) : bwd_row_f<true, false>(a, n);
-    return a.scaled ? bwd_row_f<false, true>(a, n) : bwd_row_f<false, false>(a, n);
-  }
   if (a.is_signed) return a.scaled ? bwd_row<T, true, true>(a, n) : bwd_row<T, true, false>(a, n);
   return a.scaled ? bwd_row<T, false, true>(a, n) : bwd_row<T, false, false>(a, n);
 }

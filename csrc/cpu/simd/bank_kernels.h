@@ -4,6 +4,7 @@
 // -mavx2 (the linker could pick those copies for the baseline code too).
 #pragma once
 
+#include <cmath>
 #include <cstdint>
 
 namespace hypops {
@@ -11,11 +12,15 @@ namespace simd {
 
 // Inputs of one bank call, all in the accumulation type T: per point xx = |x|^2 [N]; per pair
 // xp = <x, p>, xa = <x, a> [N, P] row-major; per plane pp = |p|^2, aa = |a|^2, pa = <p, a> [P].
+// plane_margin and inside: the gate and the per-plane factors of the inside form (below); the caller
+// computes both once per call (plane_margin(), inside_plane_factors()).
 template <typename T> struct BankFwd {
   const T *xx, *xp, *xa, *pp, *aa, *pa;
   T c;
   int64_t P;
   bool is_signed, scaled;
+  double plane_margin;
+  const T* inside;
 };
 // Backward adds the incoming gradient g [N, P] and writes, per pair, ldd = g l_dd, lda = g l_da, per point
 // rx = sum_k 2 g (l_xx + l_dd), and adds to the per-plane column sums (double, [P] each; the caller gives
@@ -23,7 +28,8 @@ template <typename T> struct BankFwd {
 // partials of dist2plane_value; see gyroplane_bank_cpu.cpp). The column sums are all the input gradients
 // need of those three, so they are never stored per pair. Double rows evaluate the partials in double;
 // float rows in float where that is exact and safe (see bwd_plane_margin), else in double (the partials
-// can exceed float's range near the sphere where the value does not).
+// can exceed float's range near the sphere where the value does not). Rows inside the gate take the
+// inside form, in T.
 template <typename T> struct BankBwd {
   const T *xx, *xp, *xa, *pp, *aa, *pa, *g;
   double c;
@@ -31,22 +37,53 @@ template <typename T> struct BankBwd {
   bool is_signed, scaled;
   T *ldd, *lda, *rx;
   double *smp, *smpa, *sma;
-  double plane_margin;  // bwd_plane_margin(pp, aa, P, c) (float rows; unused for double rows)
+  double plane_margin;
+  const T* inside;
 };
 
-// The float backward's gate, per bank: min_k (1 - c|p_k|^2) when every plane has a finite |p|^2 inside the
-// ball and a normal with |a|^2 > BWD_F_MIN_AA (else 0, which sends every row to the double loop). A row
-// runs in float when (1 - c|x|^2) * margin > BWD_F_MIN_AB.
-constexpr double BWD_F_MIN_AB = 0.125;
-constexpr double BWD_F_MIN_AA = 1e-6;
-template <typename T> double bwd_plane_margin(const T* pp, const T* aa, int64_t P, double c) {
+// The inside gate, per bank: min_k (1 - c|p_k|^2) when every plane has a finite |p|^2 inside the ball and
+// a normal with INSIDE_MIN_AA < |a|^2 < 1e30 (else 0, which sends every row to the general formula). Row
+// n is "inside" when (1 - c|x_n|^2) * margin > INSIDE_MIN_AB, i.e. AB = (1 - c|p|^2)(1 - c|x|^2) > 1/8
+// for every plane.
+constexpr double INSIDE_MIN_AB = 0.125;
+constexpr double INSIDE_MIN_AA = 1e-6;
+template <typename T> double plane_margin(const T* pp, const T* aa, int64_t P, double c) {
   double m = 1.0;
   for (int64_t k = 0; k < P; ++k) {
     const double A = 1.0 - c * double(pp[k]);
-    if (!(A > 0.0 && A <= 1.0 && double(aa[k]) > BWD_F_MIN_AA && double(aa[k]) < 1e30)) return 0.0;
+    if (!(A > 0.0 && A <= 1.0 && double(aa[k]) > INSIDE_MIN_AA && double(aa[k]) < 1e30)) return 0.0;
     m = A < m ? A : m;
   }
   return m;
+}
+
+// The inside form of dist2plane_value (common/math.h). There, with A = 1 - c|p|^2, B = 1 - c|x|^2,
+// den = A B + c|x - p|^2, the argument of asinh is
+//   z = 2 sqrt(c) <w, a> / ((1 - c|w|^2) |a|),  <w, a> = (A da - c dd pa) / den,  1 - c|w|^2 = A B / den,
+// so den cancels:  z = (A da - c pa dd) * K / B  with the per-plane K = 2 sqrt(c) / (A |a|).
+// Per pair that is two products and no division (the general form divides by den, by |a|, by the clamped
+// denominator and takes sqrt(|a|^2)), which halves the forward's pair cost. It equals the general form
+// wherever that form's clamps are inactive, which the gate guarantees: den >= AB > 1/8; 1 - c|w|^2 >= AB/5
+// and |a| > 1e-3, so its clamped denominator is > 1e-5; and where |w|^2 is below MIN_NORM (x on p) the
+// general form's clamped 1 - c MIN_NORM equals AB/den to within 1e-15 relative. Also |z| <= 768 there
+// (|A da - c pa dd| <= 6|a|/sqrt(c), B > 1/8), so z^2 never overflows, even in float.
+// Factors per plane, [INSIDE_FACTORS, P] in T, computed in double: A, c pa, K, |a|, c^2 pa / A, pa / A,
+// 1 / (2|a|^2) (the last three for the backward's partials).
+// (plane_margin and inside_plane_factors run in the caller's TU only: an ISA TU instantiating them would
+// make an -mavx2 copy that the linker may pick for everyone.)
+constexpr int INSIDE_FACTORS = 7;
+template <typename T> void inside_plane_factors(const T* pp, const T* aa, const T* pa, int64_t P, double c, T* f) {
+  const double sc = std::sqrt(c);
+  for (int64_t k = 0; k < P; ++k) {
+    const double A = 1.0 - c * double(pp[k]), an = std::sqrt(double(aa[k])), q = double(pa[k]);
+    f[k] = T(A);
+    f[P + k] = T(c * q);
+    f[2 * P + k] = T(2.0 * sc / (A * an));
+    f[3 * P + k] = T(an);
+    f[4 * P + k] = T(c * c * q / A);
+    f[5 * P + k] = T(q / A);
+    f[6 * P + k] = T(0.5 / double(aa[k]));
+  }
 }
 
 // One instruction set's kernels. fwd: row n of the output (P values) into out. bwd: row n of the

@@ -148,9 +148,13 @@ template <typename T> inline T asinh_lane(T z) {
   const T a = z < T(0) ? -z : z;
   const bool big = a > big_at;
   const T as = big ? T(0) : a;
-  const T small_r = log1p_ge0(as + as * as / (T(1) + sqrt_t(T(1) + as * as)));
-  const T big_r = log_ge1(big ? a : T(1)) + T(0.6931471805599453);
-  const T r = big ? big_r : small_r;
+  // Both branches need a log (log1p_ge0's is log(1 + y)): one log_ge1 of the selected argument serves
+  // both, then each branch adds its own term (a vectorised loop evaluates both arms of a select, so
+  // two logs would cost two divisions and two polynomials per lane).
+  const T y = as + as * as / (T(1) + sqrt_t(T(1) + as * as));
+  const T u = T(1) + y;
+  const T l = log_ge1(big ? a : u);
+  const T r = big ? l + T(0.6931471805599453) : l - ((u - T(1)) - y) / u;  // the second: log1p_ge0's correction
   return z < T(0) ? -r : r;
 }
 // exp(y) - 1 for 0 <= y <= 40 (tanh below needs no more), written like log_ge1 for the vectoriser:
