@@ -274,6 +274,38 @@ def test_many_tiles(backend, monkeypatch):
         torch.testing.assert_close(gx, wx, rtol=1e-9, atol=1e-9)
 
 
+@pytest.mark.parametrize("layout", ["per-offset", "tied"])
+@pytest.mark.parametrize("shape", ["voxel-range tiles", "whole-item tiles"])
+def test_tiles_and_chunks_strided_dilated(backend, layout, shape):
+    """The native driver (csrc/common/gyroplane_conv3d.h) tiles output rows as voxel ranges of one batch item
+    (large grids) or as groups of whole items (small grids, many items), and evaluates tied planes in chunks
+    of padded x-planes whose outputs are found through stride and dilation. Several tiles / chunks of each
+    kind, with stride 2, dilation 2 and uneven padding, forward and every gradient against the reference."""
+    if backend != "native":
+        pytest.skip("the tiling of the native driver")
+    c = 0.7
+    # tile rows = max(input + output entries / 10, 2^14) / C_out: here 409 rows against 1144 output voxels per
+    # item (3 tiles per item; tied: 1 padded plane of 270 voxels per chunk, 25 chunks per item), and 330 rows
+    # against 18 voxels per item (9 tiles of 18 items)
+    if shape == "voxel-range tiles":
+        B, D, C, grid = 2, 3, 40, (21, 15, 16)
+    else:
+        B, D, C, grid = 150, 2, 60, (5, 4, 6)
+    x = _grid(B, D, grid, c, seed=31)
+    p, a = _weights(C, D, (3, 2, 3), c, seed=32, tied=layout == "tied")
+    kw = dict(kernel_size=(3, 2, 3), stride=(2, 1, 2), dilation=(2, 2, 1), padding=(2, 0, 1))
+    bias = torch.randn(C, dtype=torch.float64, generator=gen(33))
+    ins = [t.clone().requires_grad_(True) for t in (x, p, a, bias)]
+    refs = [t.clone().requires_grad_(True) for t in (x, p, a, bias)]
+    cg, cr = (torch.tensor(c, dtype=torch.float64, requires_grad=True) for _ in range(2))
+    got = hypops.gyroplane_conv3d(ins[0], ins[1], ins[2], c=cg, bias=ins[3], backend=backend, **kw)
+    want = hypops.reference.gyroplane_conv3d(refs[0], refs[1], refs[2], c=cr, bias=refs[3], **kw)
+    torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-10)
+    g = torch.randn(got.shape, dtype=torch.float64, generator=gen(34))
+    for u, v in zip(torch.autograd.grad((got * g).sum(), [*ins, cg]), torch.autograd.grad((want * g).sum(), [*refs, cr])):
+        torch.testing.assert_close(u, v, rtol=1e-9, atol=1e-9)
+
+
 def test_gradcheck_tied(backend):
     c = torch.tensor(1.3, dtype=torch.float64, requires_grad=True)
     x = _grid(1, 3, (3, 3, 2), 1.3, seed=17).requires_grad_(True)

@@ -9,19 +9,23 @@
 // per-(voxel, channel) scalar map of dist2plane_value -- accumulated into the tile's output rows.
 //
 // Memory: the input is copied once to channels-last with the origin padding (rows of D contiguous, what
-// the GEMMs read); the output is accumulated channels-last and transposed once at the end. Everything else
-// lives for one (tile, offset) step and is bounded by TILE_ELEMS entries per [rows, C_out] temporary, so
-// the peak is O(input + output), never the unfolded k^3 x C_out x D window of the reference, and nothing
-// per offset is kept for backward (backward recomputes the two GEMMs of each step).
+// the GEMMs read). A tile of output rows is accumulated channels-last in its own buffer and copied into the
+// channels-first output (backward: the tile's rows of the incoming gradient are copied out of it), so no
+// output-sized temporary exists. Tiles are whole batch items, or voxel ranges of one batch item, so that
+// a tile is a plain strided view of the channels-first tensors. Everything else lives for one
+// (tile, offset) step and is bounded by tile_elems() entries per [rows, C_out] temporary, so the peak is
+// O(input + output), never the unfolded k^3 x C_out x D window of the reference, and nothing per offset
+// is kept for backward (backward recomputes the two GEMMs of each step).
 //
 // Backward runs the same loop calling gyroplane_bank_backward: the input gradient of a step is scattered
 // back to the voxels it read (index_add_: within one offset distinct output voxels read distinct input
 // voxels, so no two rows collide), the plane gradients go to offset k, grad_c is summed.
 //
 // Tied weights (p, a [C_out, D], one plane for the whole window; the paper's eq. 7): the bank is evaluated
-// once per padded input voxel, then the window sum is a k^3 box filter over strided views -- k^3 times
-// less scalar work than repeating the plane per offset. Backward spreads the output gradient back over the
-// box and runs the bank backward once per voxel.
+// once per padded input voxel, in chunks of padded x-planes, and each chunk's values are added into the
+// outputs whose windows read them (the k^3 box sum, as strided views) -- k^3 times less scalar work than
+// repeating the plane per offset. Backward gathers each chunk voxel's output gradients over the same
+// views and runs the bank backward once per voxel.
 //
 // The bank is called through the dispatcher, so this one driver serves the CPU and the CUDA kernels.
 #pragma once
@@ -39,9 +43,17 @@
 namespace hypops {
 namespace conv3d {
 
-// Entries of one [rows, C_out] temporary per step: large enough that a GEMM call and a kernel launch
-// are amortised, small enough (256 KiB in float) to stay in cache between the bank's passes.
-constexpr int64_t TILE_ELEMS = 1 << 16;
+// Entries of one [rows, C_out] temporary per step. CUDA: 2^16, so that a GEMM call and a kernel launch
+// are amortised. CPU: a tenth of the op's input + output entries, clamped to [2^14, 2^16]: a backward step
+// holds about five such arrays at once (the gradient tile, the two GEMM outputs, the two per-pair
+// partials), which then stay below half the input + output, so the op's peak stays within 2x (input +
+// output) (SPEC §7) even where the output is as small as the paper decoder's (1.2 MiB; a fixed 2^16
+// made ~1.5 MiB of temporaries there). Smaller tiles cost time: each bank call carries ~20-40 us of
+// dispatch and allocation (1 thread, paper decoder, tiles of 2^14 vs 2^16 entries: fwd+bwd 5.5 vs 4.2 ms).
+inline int64_t tile_elems(const at::Tensor& x, int64_t in_out_elems) {
+  if (x.is_cuda()) return int64_t(1) << 16;
+  return std::min(std::max(in_out_elems / 10, int64_t(1) << 14), int64_t(1) << 16);
+}
 
 using Triple = std::array<int64_t, 3>;
 
@@ -132,16 +144,45 @@ inline int64_t offset_shift(const Geometry& g, int64_t k) {
   return kx * g.dil[0] * sx + ky * g.dil[1] * sy + kz * g.dil[2];
 }
 
-// Strided view [B, OX, OY, OZ, F] of a padded channels-last [B, Xp, Yp, Zp, F] tensor: the voxels offset k
-// reads (tied path).
-inline at::Tensor offset_view(const at::Tensor& padded5, const Geometry& g, int64_t k) {
+// Tied weights are evaluated in chunks of whole padded x-planes of one batch item, [xp0, xp1) of item b:
+// their rows are contiguous in the padded input, and the chunk's [planes, C] values (forward) or gradients
+// (backward) are the only temporaries -- never a [padded input, C] array. nxp planes per chunk: as many as
+// fit in T rows, at least one.
+struct Chunk {
+  int64_t b, xp0, xp1;
+};
+inline std::vector<Chunk> padded_chunks(const Geometry& g, int64_t T) {
+  const int64_t plane = g.padded[1] * g.padded[2], nxp = std::max<int64_t>(1, T / plane);
+  std::vector<Chunk> ch;
+  for (int64_t b = 0; b < g.B; ++b)
+    for (int64_t x0 = 0; x0 < g.padded[0]; x0 += nxp) ch.push_back({b, x0, std::min(g.padded[0], x0 + nxp)});
+  return ch;
+}
+inline int64_t chunk_row0(const Geometry& g, const Chunk& c, int64_t xp) {
+  return (c.b * g.padded[0] + xp) * g.padded[1] * g.padded[2];
+}
+
+// For kernel offset k, the part of a chunk [F, nxp, Yp, Zp] that offset k reads, and the outputs
+// [F, n, OY, OZ] of a [F, OX, OY, OZ] tensor of the chunk's item that read it: the outputs ox with
+// xp0 <= ox * stride + kx * dilation < xp1 (none: returns false). Channels-first on both sides, so that
+// the box sums run along contiguous z (channels-last chunks against the channels-first output made those
+// adds stride through memory by C: 3x slower for the whole tied forward at C = 32).
+inline bool chunk_views(const Geometry& g, int64_t k, const Chunk& c, const at::Tensor& chunk4,
+                        const at::Tensor& out4, at::Tensor& chunk_part, at::Tensor& out_part) {
   const int64_t kk[3] = {k / (g.ks[2] * g.ks[1]), (k / g.ks[2]) % g.ks[1], k % g.ks[2]};
-  at::Tensor v = padded5;
-  for (int i = 0; i < 3; ++i) {
+  const int64_t s = g.stride[0], off = kk[0] * g.dil[0];
+  if (c.xp1 - 1 - off < 0) return false;
+  const int64_t ox0 = c.xp0 - off <= 0 ? 0 : (c.xp0 - off + s - 1) / s;
+  const int64_t ox1 = std::min(g.out[0], (c.xp1 - 1 - off) / s + 1);
+  if (ox1 <= ox0) return false;
+  const int64_t src0 = ox0 * s + off - c.xp0;
+  chunk_part = chunk4.slice(1, src0, src0 + s * (ox1 - ox0 - 1) + 1, s);
+  for (int i = 1; i < 3; ++i) {
     const int64_t start = kk[i] * g.dil[i];
-    v = v.slice(1 + i, start, start + g.stride[i] * (g.out[i] - 1) + 1, g.stride[i]);
+    chunk_part = chunk_part.slice(1 + i, start, start + g.stride[i] * (g.out[i] - 1) + 1, g.stride[i]);
   }
-  return v;
+  out_part = out4.slice(1, ox0, ox1);
+  return true;
 }
 
 // Per-offset planes [K, C, D] (contiguous rows for the bank); tied planes stay [C, D].
@@ -150,7 +191,36 @@ inline at::Tensor planes(const at::Tensor& p, const Geometry& g, at::ScalarType 
   return p.to(acc).permute({2, 3, 4, 0, 1}).reshape({g.K, g.C, g.D}).contiguous();
 }
 
-inline int64_t tile_rows(const Geometry& g) { return std::max<int64_t>(1, TILE_ELEMS / std::max<int64_t>(g.C, 1)); }
+inline int64_t tile_rows(const Geometry& g, const at::Tensor& x) {
+  const int64_t in_out = g.B * g.D * g.in[0] * g.in[1] * g.in[2] + g.n_out() * g.C;
+  return std::max<int64_t>(1, tile_elems(x, in_out) / std::max<int64_t>(g.C, 1));
+}
+
+// A tile of output rows: batch items [b0, b1) and, of each, the output voxels [v0, v1) (flattened
+// OX x OY x OZ order). Either several whole batch items (v0 = 0, v1 = V) or one voxel range of one batch
+// item, so its rows are contiguous in the [B * V] order and it is a strided view of a [B, C, V] tensor.
+struct Tile {
+  int64_t b0, b1, v0, v1;
+  int64_t row0(int64_t V) const { return b0 * V + v0; }
+  int64_t rows() const { return (b1 - b0) * (v1 - v0); }
+};
+inline std::vector<Tile> output_tiles(const Geometry& g, int64_t T) {
+  const int64_t V = g.out[0] * g.out[1] * g.out[2];
+  std::vector<Tile> t;
+  if (V >= T) {
+    for (int64_t b = 0; b < g.B; ++b)
+      for (int64_t v = 0; v < V; v += T) t.push_back({b, b + 1, v, std::min(V, v + T)});
+  } else {
+    const int64_t per = T / V;
+    for (int64_t b = 0; b < g.B; b += per) t.push_back({b, std::min(g.B, b + per), 0, V});
+  }
+  return t;
+}
+// The tile's part of a channels-first tensor seen as [B, C, V]: a strided [nb, nv, C] view (write it
+// with copy_, read it with reshape).
+inline at::Tensor tile_view(const at::Tensor& bcv, const Tile& t) {
+  return bcv.slice(0, t.b0, t.b1).slice(2, t.v0, t.v1).permute({0, 2, 1});
+}
 
 inline at::Tensor bank(const at::Tensor& x, const at::Tensor& p, const at::Tensor& a, const at::Tensor& c) {
   static auto op = c10::Dispatcher::singleton()
@@ -173,11 +243,6 @@ inline std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> bank_backward(
   return op.call(grad, x, p, a, c, /*signed=*/true, /*scaled=*/false);
 }
 
-// [B*OX*OY*OZ, C] channels-last accumulator -> [B, C, OX, OY, OZ] in the output dtype.
-inline at::Tensor to_output(const at::Tensor& acc, const Geometry& g, at::ScalarType dtype) {
-  return acc.view({g.B, g.out[0], g.out[1], g.out[2], g.C}).permute({0, 4, 1, 2, 3}).to(dtype).contiguous();
-}
-
 inline at::Tensor forward(const at::Tensor& x, const at::Tensor& p, const at::Tensor& a, const at::Tensor& c,
                           const c10::optional<at::Tensor>& bias, c10::IntArrayRef stride, c10::IntArrayRef padding,
                           c10::IntArrayRef dilation, c10::IntArrayRef kernel_size) {
@@ -192,31 +257,37 @@ inline at::Tensor forward(const at::Tensor& x, const at::Tensor& p, const at::Te
   const auto acc = acc_type(x);
   const at::Tensor rows = padded_rows(x, g), P = planes(p, g, acc), A = planes(a, g, acc);
   const at::Tensor cc = c.to(acc);
-  at::Tensor out = at::zeros({g.n_out(), g.C}, rows.options());
-  if (g.tied) {
-    // Every padded voxel against the C planes once, then the box sum of k^3 strided views.
-    at::Tensor vox = at::empty({g.n_pad(), g.C}, rows.options());
-    const int64_t T = tile_rows(g);
-    for (int64_t t0 = 0; t0 < g.n_pad(); t0 += T) {
-      const int64_t t1 = std::min(g.n_pad(), t0 + T);
-      vox.slice(0, t0, t1).copy_(bank(rows.slice(0, t0, t1), P, A, cc));
-    }
-    const at::Tensor vox5 = vox.view({g.B, g.padded[0], g.padded[1], g.padded[2], g.C});
-    at::Tensor out5 = out.view({g.B, g.out[0], g.out[1], g.out[2], g.C});
-    for (int64_t k = 0; k < g.K; ++k) out5.add_(offset_view(vox5, g, k));
-  } else {
+  const c10::optional<at::Tensor> bias_acc =
+      has_bias ? c10::optional<at::Tensor>(bias->to(acc).view({1, g.C})) : c10::nullopt;
+  if (!g.tied) {
+    at::Tensor out = at::empty({g.B, g.C, g.out[0], g.out[1], g.out[2]}, x.options());
     const at::Tensor base = window_base(g, rows.options());
-    const int64_t T = tile_rows(g);
-    for (int64_t t0 = 0; t0 < g.n_out(); t0 += T) {
-      const int64_t t1 = std::min(g.n_out(), t0 + T);
-      const at::Tensor idx = base.slice(0, t0, t1);
-      at::Tensor o = out.slice(0, t0, t1);
-      for (int64_t k = 0; k < g.K; ++k)
-        o.add_(bank(rows.index_select(0, idx + offset_shift(g, k)), P[k], A[k], cc));
+    const int64_t V = g.out[0] * g.out[1] * g.out[2];
+    const at::Tensor out_bcv = out.view({g.B, g.C, V});
+    for (const Tile& t : output_tiles(g, tile_rows(g, x))) {
+      const at::Tensor idx = base.slice(0, t.row0(V), t.row0(V) + t.rows());
+      at::Tensor o = bank(rows.index_select(0, idx + offset_shift(g, 0)), P[0], A[0], cc);
+      for (int64_t k = 1; k < g.K; ++k) o.add_(bank(rows.index_select(0, idx + offset_shift(g, k)), P[k], A[k], cc));
+      if (bias_acc) o.add_(*bias_acc);
+      tile_view(out_bcv, t).copy_(o.view({t.b1 - t.b0, t.v1 - t.v0, g.C}));
     }
+    return out;
   }
-  if (has_bias) out.add_(bias->to(acc).view({1, g.C}));
-  return to_output(out, g, x.scalar_type());
+  // Tied: every padded voxel of a chunk against the C planes once, then its share of the k^3 box sums,
+  // added into the (channels-first) output of the outputs that read it. In the accumulation type (a copy
+  // at the end for half types only).
+  at::Tensor out = at::zeros({g.B, g.C, g.out[0], g.out[1], g.out[2]}, rows.options());
+  at::Tensor chunk_part, out_part;
+  for (const Chunk& ch : padded_chunks(g, tile_rows(g, x))) {
+    const at::Tensor vox = bank(rows.slice(0, chunk_row0(g, ch, ch.xp0), chunk_row0(g, ch, ch.xp1)), P, A, cc)
+                               .t()
+                               .contiguous()  // [C, voxels]: the chunk-sized transpose, see chunk_views
+                               .view({g.C, ch.xp1 - ch.xp0, g.padded[1], g.padded[2]});
+    for (int64_t k = 0; k < g.K; ++k)
+      if (chunk_views(g, k, ch, vox, out[ch.b], chunk_part, out_part)) out_part.add_(chunk_part);
+  }
+  if (bias_acc) out.add_(bias_acc->view({1, g.C, 1, 1, 1}));
+  return out.to(x.scalar_type());
 }
 
 // Gradients for x, p, a and c (the bias gradient, a sum of grad, is left to the caller).
@@ -229,32 +300,37 @@ inline std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> backward(
               "hypops.gyroplane_conv3d_backward: grad must be [", g.B, ", ", g.C, ", ", g.out[0], ", ", g.out[1],
               ", ", g.out[2], "], got ", grad.sizes());
   const auto acc = acc_type(x);
-  const at::Tensor rows = padded_rows(x, g), P = planes(p, g, acc), A = planes(a, g, acc);
+  at::Tensor rows = padded_rows(x, g);
+  const at::Tensor P = planes(p, g, acc), A = planes(a, g, acc);
   const at::Tensor cc = c.to(acc);
-  // grad as channels-last [B, OX, OY, OZ, C] (a view; copied per tile where rows are needed)
-  const at::Tensor G5 = grad.permute({0, 2, 3, 4, 1}).to(acc);
   at::Tensor grows = at::zeros_like(rows), gP = at::zeros_like(P), gA = at::zeros_like(A);
   at::Tensor gc = at::zeros({}, c.options().dtype(at::kDouble));
-  const int64_t T = tile_rows(g);
+  const int64_t T = tile_rows(g, x);
   if (g.tied) {
-    // Spread each output gradient over the voxels of its window, then one bank backward per voxel.
-    at::Tensor gvox = at::zeros({g.B, g.padded[0], g.padded[1], g.padded[2], g.C}, rows.options());
-    for (int64_t k = 0; k < g.K; ++k) offset_view(gvox, g, k).add_(G5);
-    const at::Tensor gv = gvox.view({g.n_pad(), g.C});
-    for (int64_t t0 = 0; t0 < g.n_pad(); t0 += T) {
-      const int64_t t1 = std::min(g.n_pad(), t0 + T);
-      auto [gx, gp, ga, gck] = bank_backward(gv.slice(0, t0, t1), rows.slice(0, t0, t1), P, A, cc);
-      grows.slice(0, t0, t1).copy_(gx);
+    // Per chunk of padded planes: the sum of the output gradients of every window that reads each voxel
+    // (the transpose of the forward's box sums), then one bank backward for the chunk's voxels.
+    const at::Tensor grad_acc = grad.to(acc);
+    at::Tensor chunk_part, out_part;
+    for (const Chunk& ch : padded_chunks(g, T)) {
+      const int64_t r0 = chunk_row0(g, ch, ch.xp0), r1 = chunk_row0(g, ch, ch.xp1);
+      at::Tensor gvox = at::zeros({g.C, ch.xp1 - ch.xp0, g.padded[1], g.padded[2]}, rows.options());
+      for (int64_t k = 0; k < g.K; ++k)
+        if (chunk_views(g, k, ch, gvox, grad_acc[ch.b], chunk_part, out_part)) chunk_part.add_(out_part);
+      auto [gx, gp, ga, gck] =
+          bank_backward(gvox.view({g.C, r1 - r0}).t().contiguous(), rows.slice(0, r0, r1), P, A, cc);
+      grows.slice(0, r0, r1).copy_(gx);
       gP.add_(gp);
       gA.add_(ga);
       gc.add_(gck);
     }
   } else {
     const at::Tensor base = window_base(g, rows.options());
-    const at::Tensor Grows = G5.reshape({g.n_out(), g.C});  // one copy: grad is channels-first
-    for (int64_t t0 = 0; t0 < g.n_out(); t0 += T) {
-      const int64_t t1 = std::min(g.n_out(), t0 + T);
-      const at::Tensor gt = Grows.slice(0, t0, t1), idx0 = base.slice(0, t0, t1);
+    const int64_t V = g.out[0] * g.out[1] * g.out[2];
+    const at::Tensor grad_bcv = grad.reshape({g.B, g.C, V});  // a view unless grad's strides forbid one
+    for (const Tile& t : output_tiles(g, T)) {
+      // the tile's rows of grad, channels-last (grad is channels-first: one small copy per tile)
+      const at::Tensor gt = tile_view(grad_bcv, t).to(acc).reshape({t.rows(), g.C});
+      const at::Tensor idx0 = base.slice(0, t.row0(V), t.row0(V) + t.rows());
       for (int64_t k = 0; k < g.K; ++k) {
         const at::Tensor idx = idx0 + offset_shift(g, k);
         auto [gx, gp, ga, gck] = bank_backward(gt, rows.index_select(0, idx), P[k], A[k], cc);
@@ -265,6 +341,7 @@ inline std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> backward(
       }
     }
   }
+  rows = at::Tensor();  // freed before the channels-first copy of grad_x below
   // Drop the padding (the origin is a constant) and return to channels-first.
   at::Tensor gx = grows.view({g.B, g.padded[0], g.padded[1], g.padded[2], g.D});
   for (int i = 0; i < 3; ++i) gx = gx.slice(1 + i, g.pad[i], g.pad[i] + g.in[i]);

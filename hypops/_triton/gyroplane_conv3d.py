@@ -1,5 +1,9 @@
 """Triton gyroplane 3D convolution: the algorithm of csrc/common/gyroplane_conv3d.h (read its header comment)
-with the Triton gyroplane bank (gyroplane_bank.py: torch GEMMs + the Triton dist2plane kernel) as the step.
+with the Triton gyroplane bank (gyroplane_bank.py: torch GEMMs + the Triton dist2plane kernel) as the step,
+in its earlier form: flat tiles of output rows accumulated channels-last and transposed once at the end,
+and tied planes evaluated for the whole padded input at once (the native driver now writes each tile into
+the channels-first output and evaluates tied planes in chunks of padded planes, which keeps its peak
+memory within 2x input + output; this driver's peak is about one output larger).
 
 For one kernel offset the window sum is a gyroplane bank over the input voxels that offset reads, so the
 convolution is a loop over (tiles of output voxels) x (offsets) of bank calls accumulated into the tile's
@@ -16,7 +20,7 @@ from torch.library import triton_op
 from .. import _backend
 from ..ops.gyroplane_conv3d import register_autograd
 
-TILE_ELEMS = 1 << 16  # entries of one [rows, C_out] temporary; the same budget as the native driver
+TILE_ELEMS = 1 << 16  # entries of one [rows, C_out] temporary; the native driver's budget on CUDA
 
 
 def _acc(x):
