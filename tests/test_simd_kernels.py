@@ -143,6 +143,19 @@ def _close(got, want, rtol):
     assert (err <= 0).all(), f"max excess {err.max().item():.3g} (scale {scale:.3g})"
 
 
+def _bank_matches_scalar(kernels, name, x, p, a, c, flags, rtol):
+    """The bank's value and gradients from kernels `name` against the scalar loops."""
+    kernels("scalar")
+    want = _run(x, p, a, c, *flags)
+    kernels(name)
+    got = _run(x, p, a, c, *flags)
+    for label, u, v in zip(["out", "grad_x", "grad_p", "grad_a", "grad_c"], got, want):
+        try:
+            _close(u, v, rtol)
+        except AssertionError as e:
+            raise AssertionError(f"{label}, c={c}: {e}") from None
+
+
 @pytest.mark.parametrize("name", KERNELS)
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=["float64", "float32"])
 @pytest.mark.parametrize("extreme", [False, True], ids=["interior", "extreme"])
@@ -156,16 +169,7 @@ def test_kernels_match_scalar(kernels, name, dtype, extreme, flags):
         # accuracy there against the float64 reference, here only gross disagreement is caught
         rtol = 1e-4
     for c in (1e-3, 1.0, 10.0):
-        x, p, a = _bank_inputs(c, 7, extreme, dtype)
-        kernels("scalar")
-        want = _run(x, p, a, c, *flags)
-        kernels(name)
-        got = _run(x, p, a, c, *flags)
-        for label, u, v in zip(["out", "grad_x", "grad_p", "grad_a", "grad_c"], got, want):
-            try:
-                _close(u, v, rtol)
-            except AssertionError as e:
-                raise AssertionError(f"{label}, c={c}: {e}") from None
+        _bank_matches_scalar(kernels, name, *_bank_inputs(c, 7, extreme, dtype), c, flags, rtol)
 
 
 def _gate_edge_inputs(c, tiny_normal, dtype):
@@ -199,16 +203,7 @@ def test_bank_inside_gate_edges(kernels, name, dtype, tiny_normal, flags):
     both sides of the gate, so the switch between them is seamless."""
     rtol = 1e-12 if dtype == torch.float64 else 2e-6
     for c in (0.3, 1.0, 4.0):
-        x, p, a = _gate_edge_inputs(c, tiny_normal, dtype)
-        kernels("scalar")
-        want = _run(x, p, a, c, *flags)
-        kernels(name)
-        got = _run(x, p, a, c, *flags)
-        for label, u, v in zip(["out", "grad_x", "grad_p", "grad_a", "grad_c"], got, want):
-            try:
-                _close(u, v, rtol)
-            except AssertionError as e:
-                raise AssertionError(f"{label}, c={c}: {e}") from None
+        _bank_matches_scalar(kernels, name, *_gate_edge_inputs(c, tiny_normal, dtype), c, flags, rtol)
 
 
 # --- row ops -------------------------------------------------------------------------------------------------
