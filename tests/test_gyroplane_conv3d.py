@@ -247,9 +247,10 @@ def test_half_dtypes(backend, dtype):
 
 
 def test_many_tiles(backend, monkeypatch):
-    """Enough output voxels x channels that the kernel loops over several tiles of output rows (TILE_ELEMS
-    entries per [rows, C_out] temporary: csrc/common/gyroplane_conv3d.h, hypops/_triton/gyroplane_conv3d.py),
-    in both layouts. The Triton driver's tile is made small so that the interpreter stays fast."""
+    """Enough output voxels x channels that the kernel loops over several tiles of output rows (the native
+    driver: tile_elems() entries per [rows, C_out] temporary, at most 2^16, csrc/common/gyroplane_conv3d.h;
+    Triton: TILE_ELEMS, hypops/_triton/gyroplane_conv3d.py), in both layouts. The Triton driver's tile is made
+    small so that the interpreter stays fast."""
     if backend == "torch":
         pytest.skip("the reference does not tile")
     c, C, tile, shape = 1.0, 64, 1 << 16, (9, 10, 12)
