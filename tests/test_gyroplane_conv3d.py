@@ -280,18 +280,19 @@ def test_many_tiles(backend, monkeypatch):
 def test_tiles_and_chunks_strided_dilated(backend, layout, shape):
     """The native driver (csrc/common/gyroplane_conv3d.h) tiles output rows as voxel ranges of one batch item
     (large grids) or as groups of whole items (small grids, many items), and evaluates tied planes in chunks
-    of padded x-planes whose outputs are found through stride and dilation. Several tiles / chunks of each
+    of padded x-planes or of whole items, whose outputs are found through stride and dilation. Several tiles / chunks of each
     kind, with stride 2, dilation 2 and uneven padding, forward and every gradient against the reference."""
     if backend != "native":
         pytest.skip("the tiling of the native driver")
     c = 0.7
     # tile rows = max(input + output entries / 10, 2^14) / C_out: here 409 rows against 1144 output voxels per
-    # item (3 tiles per item; tied: 1 padded plane of 270 voxels per chunk, 25 chunks per item), and 330 rows
-    # against 18 voxels per item (9 tiles of 18 items)
+    # item (3 tiles per item; tied: 1 padded plane of 270 voxels per chunk, 25 chunks per item), and 1024 rows
+    # against 18 output voxels per item (3 tiles of up to 56 items; tied: chunks of 3 whole items of 288
+    # padded voxels)
     if shape == "voxel-range tiles":
         B, D, C, grid = 2, 3, 40, (21, 15, 16)
     else:
-        B, D, C, grid = 150, 2, 60, (5, 4, 6)
+        B, D, C, grid = 150, 2, 16, (5, 4, 6)
     x = _grid(B, D, grid, c, seed=31)
     p, a = _weights(C, D, (3, 2, 3), c, seed=32, tied=layout == "tied")
     kw = dict(kernel_size=(3, 2, 3), stride=(2, 1, 2), dilation=(2, 2, 1), padding=(2, 0, 1))

@@ -36,6 +36,7 @@
 
 #include <array>
 #include <tuple>
+#include <utility>
 #include <vector>
 
 #include "common/checks.h"
@@ -144,31 +145,44 @@ inline int64_t offset_shift(const Geometry& g, int64_t k) {
   return kx * g.dil[0] * sx + ky * g.dil[1] * sy + kz * g.dil[2];
 }
 
-// Tied weights are evaluated in chunks of whole padded x-planes of one batch item, [xp0, xp1) of item b:
-// their rows are contiguous in the padded input, and the chunk's [planes, C] values (forward) or gradients
-// (backward) are the only temporaries -- never a [padded input, C] array. nxp planes per chunk: as many as
-// fit in T rows, at least one.
+// Tied weights are evaluated in chunks of the padded input: several whole batch items [b0, b1), or padded
+// x-planes [xp0, xp1) of one item (b1 = b0 + 1), as many as fit in T rows (at least one plane). Either way
+// its rows are contiguous in the padded input, and the chunk's [rows, C] values (forward) or gradients
+// (backward) are the only temporaries -- never a [padded input, C] array. (Chunks of planes alone would
+// make small batch items cost one bank call and k^3 box-sum adds each.)
 struct Chunk {
-  int64_t b, xp0, xp1;
+  int64_t b0, b1, xp0, xp1;
 };
 inline std::vector<Chunk> padded_chunks(const Geometry& g, int64_t T) {
-  const int64_t plane = g.padded[1] * g.padded[2], nxp = std::max<int64_t>(1, T / plane);
+  const int64_t plane = g.padded[1] * g.padded[2], item = g.padded[0] * plane;
   std::vector<Chunk> ch;
+  if (item <= T) {
+    const int64_t per = T / item;
+    for (int64_t b = 0; b < g.B; b += per) ch.push_back({b, std::min(g.B, b + per), 0, g.padded[0]});
+    return ch;
+  }
+  const int64_t nxp = std::max<int64_t>(1, T / plane);
   for (int64_t b = 0; b < g.B; ++b)
-    for (int64_t x0 = 0; x0 < g.padded[0]; x0 += nxp) ch.push_back({b, x0, std::min(g.padded[0], x0 + nxp)});
+    for (int64_t x0 = 0; x0 < g.padded[0]; x0 += nxp) ch.push_back({b, b + 1, x0, std::min(g.padded[0], x0 + nxp)});
   return ch;
 }
-inline int64_t chunk_row0(const Geometry& g, const Chunk& c, int64_t xp) {
-  return (c.b * g.padded[0] + xp) * g.padded[1] * g.padded[2];
+// The chunk's rows [r0, r1) of the padded input.
+inline std::pair<int64_t, int64_t> chunk_rows(const Geometry& g, const Chunk& c) {
+  const int64_t plane = g.padded[1] * g.padded[2];
+  return {(c.b0 * g.padded[0] + c.xp0) * plane, ((c.b1 - 1) * g.padded[0] + c.xp1) * plane};
+}
+// A chunk's [rows, F] tensor as [nb, F, nxp, Yp, Zp] (rows must be [F, rows] in memory: see chunk_views).
+inline at::Tensor chunk5(const at::Tensor& f_rows, const Geometry& g, const Chunk& c) {
+  return f_rows.view({f_rows.size(0), c.b1 - c.b0, c.xp1 - c.xp0, g.padded[1], g.padded[2]}).permute({1, 0, 2, 3, 4});
 }
 
-// For kernel offset k, the part of a chunk [F, nxp, Yp, Zp] that offset k reads, and the outputs
-// [F, n, OY, OZ] of a [F, OX, OY, OZ] tensor of the chunk's item that read it: the outputs ox with
+// For kernel offset k, the part of a chunk [nb, F, nxp, Yp, Zp] that offset k reads, and the outputs
+// [nb, F, n, OY, OZ] of the chunk's items ([nb, F, OX, OY, OZ]) that read it: the outputs ox with
 // xp0 <= ox * stride + kx * dilation < xp1 (none: returns false). Channels-first on both sides, so that
 // the box sums run along contiguous z (channels-last chunks against the channels-first output made those
 // adds stride through memory by C: 3x slower for the whole tied forward at C = 32).
-inline bool chunk_views(const Geometry& g, int64_t k, const Chunk& c, const at::Tensor& chunk4,
-                        const at::Tensor& out4, at::Tensor& chunk_part, at::Tensor& out_part) {
+inline bool chunk_views(const Geometry& g, int64_t k, const Chunk& c, const at::Tensor& chunk,
+                        const at::Tensor& out, at::Tensor& chunk_part, at::Tensor& out_part) {
   const int64_t kk[3] = {k / (g.ks[2] * g.ks[1]), (k / g.ks[2]) % g.ks[1], k % g.ks[2]};
   const int64_t s = g.stride[0], off = kk[0] * g.dil[0];
   if (c.xp1 - 1 - off < 0) return false;
@@ -176,12 +190,12 @@ inline bool chunk_views(const Geometry& g, int64_t k, const Chunk& c, const at::
   const int64_t ox1 = std::min(g.out[0], (c.xp1 - 1 - off) / s + 1);
   if (ox1 <= ox0) return false;
   const int64_t src0 = ox0 * s + off - c.xp0;
-  chunk_part = chunk4.slice(1, src0, src0 + s * (ox1 - ox0 - 1) + 1, s);
+  chunk_part = chunk.slice(2, src0, src0 + s * (ox1 - ox0 - 1) + 1, s);
   for (int i = 1; i < 3; ++i) {
     const int64_t start = kk[i] * g.dil[i];
-    chunk_part = chunk_part.slice(1 + i, start, start + g.stride[i] * (g.out[i] - 1) + 1, g.stride[i]);
+    chunk_part = chunk_part.slice(2 + i, start, start + g.stride[i] * (g.out[i] - 1) + 1, g.stride[i]);
   }
-  out_part = out4.slice(1, ox0, ox1);
+  out_part = out.slice(2, ox0, ox1);
   return true;
 }
 
@@ -279,12 +293,12 @@ inline at::Tensor forward(const at::Tensor& x, const at::Tensor& p, const at::Te
   at::Tensor out = at::zeros({g.B, g.C, g.out[0], g.out[1], g.out[2]}, rows.options());
   at::Tensor chunk_part, out_part;
   for (const Chunk& ch : padded_chunks(g, tile_rows(g, x))) {
-    const at::Tensor vox = bank(rows.slice(0, chunk_row0(g, ch, ch.xp0), chunk_row0(g, ch, ch.xp1)), P, A, cc)
-                               .t()
-                               .contiguous()  // [C, voxels]: the chunk-sized transpose, see chunk_views
-                               .view({g.C, ch.xp1 - ch.xp0, g.padded[1], g.padded[2]});
+    const auto [r0, r1] = chunk_rows(g, ch);
+    // [C, rows]: the chunk-sized transpose, see chunk_views
+    const at::Tensor vox = chunk5(bank(rows.slice(0, r0, r1), P, A, cc).t().contiguous(), g, ch);
+    const at::Tensor out_b = out.slice(0, ch.b0, ch.b1);
     for (int64_t k = 0; k < g.K; ++k)
-      if (chunk_views(g, k, ch, vox, out[ch.b], chunk_part, out_part)) out_part.add_(chunk_part);
+      if (chunk_views(g, k, ch, vox, out_b, chunk_part, out_part)) out_part.add_(chunk_part);
   }
   if (bias_acc) out.add_(bias_acc->view({1, g.C, 1, 1, 1}));
   return out.to(x.scalar_type());
@@ -312,12 +326,12 @@ inline std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> backward(
     const at::Tensor grad_acc = grad.to(acc);
     at::Tensor chunk_part, out_part;
     for (const Chunk& ch : padded_chunks(g, T)) {
-      const int64_t r0 = chunk_row0(g, ch, ch.xp0), r1 = chunk_row0(g, ch, ch.xp1);
-      at::Tensor gvox = at::zeros({g.C, ch.xp1 - ch.xp0, g.padded[1], g.padded[2]}, rows.options());
+      const auto [r0, r1] = chunk_rows(g, ch);
+      at::Tensor gvox = at::zeros({g.C, r1 - r0}, rows.options());
+      const at::Tensor gvox5 = chunk5(gvox, g, ch), grad_b = grad_acc.slice(0, ch.b0, ch.b1);
       for (int64_t k = 0; k < g.K; ++k)
-        if (chunk_views(g, k, ch, gvox, grad_acc[ch.b], chunk_part, out_part)) chunk_part.add_(out_part);
-      auto [gx, gp, ga, gck] =
-          bank_backward(gvox.view({g.C, r1 - r0}).t().contiguous(), rows.slice(0, r0, r1), P, A, cc);
+        if (chunk_views(g, k, ch, gvox5, grad_b, chunk_part, out_part)) chunk_part.add_(out_part);
+      auto [gx, gp, ga, gck] = bank_backward(gvox.t().contiguous(), rows.slice(0, r0, r1), P, A, cc);
       grows.slice(0, r0, r1).copy_(gx);
       gP.add_(gp);
       gA.add_(ga);
