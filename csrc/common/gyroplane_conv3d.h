@@ -22,10 +22,10 @@
 // voxels, so no two rows collide), the plane gradients go to offset k, grad_c is summed.
 //
 // Tied weights (p, a [C_out, D], one plane for the whole window; the paper's eq. 7): the bank is evaluated
-// once per padded input voxel, in chunks of padded x-planes, and each chunk's values are added into the
-// outputs whose windows read them (the k^3 box sum, as strided views) -- k^3 times less scalar work than
-// repeating the plane per offset. Backward gathers each chunk voxel's output gradients over the same
-// views and runs the bank backward once per voxel.
+// once per padded input voxel, in chunks (whole batch items, or x-planes of one item), and each chunk's
+// values are added into the outputs whose windows read them (the k^3 box sum, as strided views) -- k^3
+// times less scalar work than repeating the plane per offset. Backward gathers each chunk voxel's output
+// gradients over the same views and runs the bank backward once per voxel.
 //
 // The bank is called through the dispatcher, so this one driver serves the CPU and the CUDA kernels.
 #pragma once
@@ -321,7 +321,7 @@ inline std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> backward(
   at::Tensor gc = at::zeros({}, c.options().dtype(at::kDouble));
   const int64_t T = tile_rows(g, x);
   if (g.tied) {
-    // Per chunk of padded planes: the sum of the output gradients of every window that reads each voxel
+    // Per chunk of the padded input: the sum of the output gradients of every window that reads each voxel
     // (the transpose of the forward's box sums), then one bank backward for the chunk's voxels.
     const at::Tensor grad_acc = grad.to(acc);
     at::Tensor chunk_part, out_part;
