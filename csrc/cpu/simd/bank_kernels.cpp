@@ -49,8 +49,6 @@ namespace simd {
 namespace HYPOPS_ISA {
 namespace {
 
-// flatten: inline everything the loop calls (gcc otherwise keeps the Dual instantiation of
-// dist2plane_value out of line, and a call in the loop body stops the vectoriser).
 // A row of the inside form (bank_kernels.h): rows with (1 - c|x|^2) * plane_margin > INSIDE_MIN_AB.
 template <typename T, bool SIGNED, bool SCALED> void fwd_row_inside(const BankFwd<T>& a, int64_t n, T* out) {
   const int64_t P = a.P;
@@ -70,7 +68,9 @@ template <typename T, bool SIGNED, bool SCALED> void fwd_row_inside(const BankFw
   }
 }
 
-// The general form: any row (points on or beyond the sphere, planes with a ~ 0, NaNs).
+// The general form: any row (points on or beyond the sphere, planes with a ~ 0, NaNs). flatten: inline
+// everything the loop calls (gcc otherwise keeps the Dual instantiation of dist2plane_value out of line,
+// and a call in the loop body stops the vectoriser).
 template <typename T, bool SIGNED, bool SCALED> __attribute__((flatten)) void fwd_row(const BankFwd<T>& a, int64_t n, T* out) {
   if ((1.0 - double(a.c) * double(a.xx[n])) * a.plane_margin > INSIDE_MIN_AB)
     return fwd_row_inside<T, SIGNED, SCALED>(a, n, out);
