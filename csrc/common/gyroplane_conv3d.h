@@ -67,7 +67,8 @@ struct Geometry {
   int64_t B, D, C, K;           // batch, ball dimension, output channels, kernel offsets
   Triple in, padded, out, ks, stride, pad, dil;
   bool tied;
-  int64_t n_out() const { return B * out[0] * out[1] * out[2]; }
+  int64_t n_vox() const { return out[0] * out[1] * out[2]; }  // output voxels per batch item
+  int64_t n_out() const { return B * n_vox(); }
   int64_t n_pad() const { return B * padded[0] * padded[1] * padded[2]; }
 };
 
@@ -219,7 +220,7 @@ struct Tile {
   int64_t rows() const { return (b1 - b0) * (v1 - v0); }
 };
 inline std::vector<Tile> output_tiles(const Geometry& g, int64_t T) {
-  const int64_t V = g.out[0] * g.out[1] * g.out[2];
+  const int64_t V = g.n_vox();
   std::vector<Tile> t;
   if (V >= T) {
     for (int64_t b = 0; b < g.B; ++b)
@@ -276,7 +277,7 @@ inline at::Tensor forward(const at::Tensor& x, const at::Tensor& p, const at::Te
   if (!g.tied) {
     at::Tensor out = at::empty({g.B, g.C, g.out[0], g.out[1], g.out[2]}, x.options());
     const at::Tensor base = window_base(g, rows.options());
-    const int64_t V = g.out[0] * g.out[1] * g.out[2];
+    const int64_t V = g.n_vox();
     const at::Tensor out_bcv = out.view({g.B, g.C, V});
     for (const Tile& t : output_tiles(g, tile_rows(g, x))) {
       const at::Tensor idx = base.slice(0, t.row0(V), t.row0(V) + t.rows());
@@ -339,7 +340,7 @@ inline std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> backward(
     }
   } else {
     const at::Tensor base = window_base(g, rows.options());
-    const int64_t V = g.out[0] * g.out[1] * g.out[2];
+    const int64_t V = g.n_vox();
     const at::Tensor grad_bcv = grad.reshape({g.B, g.C, V});  // a view unless grad's strides forbid one
     for (const Tile& t : output_tiles(g, T)) {
       // the tile's rows of grad, channels-last (grad is channels-first: one small copy per tile)

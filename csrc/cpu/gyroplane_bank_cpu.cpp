@@ -92,10 +92,9 @@ at::Tensor gyroplane_bank_cpu(const at::Tensor& x, const at::Tensor& p, const at
     const acc_t c_ = acc_t(cv);
     const simd::BankKernels& kern = simd::bank_kernels();
     if (kern.fwd_f != nullptr) {
-      const double margin = simd::plane_margin(pp_, aa_, Pn, cv);
-      std::vector<acc_t> inside(margin > 0 ? simd::INSIDE_FACTORS * Pn : 0);
-      if (margin > 0) simd::inside_plane_factors(pp_, aa_, pa_, Pn, cv, inside.data());
-      const simd::BankFwd<acc_t> args{xx_, xp, xa, pp_, aa_, pa_, c_, Pn, is_signed, scaled, margin, inside.data()};
+      const simd::InsideGate<acc_t> inside = simd::inside_gate(pp_, aa_, pa_, Pn, cv);
+      const simd::BankFwd<acc_t> args{xx_, xp,     xa,           pp_, aa_, pa_, c_, Pn, is_signed,
+                                      scaled, inside.margin, inside.factors.data()};
       at::parallel_for(0, N, row_grain(Pn), [&](int64_t b, int64_t e) {
         std::vector<acc_t> tmp;  // half types: a row in float, rounded on the way out
         if constexpr (!std::is_same_v<acc_t, scalar_t>) tmp.resize(Pn);
@@ -148,9 +147,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> gyroplane_bank_backwa
     acc_t *ldd = Ldd.data_ptr<acc_t>(), *lda = Lda.data_ptr<acc_t>(), *rx = Rx.data_ptr<acc_t>();
     double* s0 = S.data_ptr<double>();
     const simd::BankKernels& kern = simd::bank_kernels();
-    const double margin = simd::plane_margin(pp_, aa_, Pn, cv);
-    std::vector<acc_t> inside(margin > 0 ? simd::INSIDE_FACTORS * Pn : 0);
-    if (margin > 0) simd::inside_plane_factors(pp_, aa_, pa_, Pn, cv, inside.data());
+    const simd::InsideGate<acc_t> inside = simd::inside_gate(pp_, aa_, pa_, Pn, cv);
     at::parallel_for(0, nchunk, 1, [&](int64_t cb, int64_t ce) {
       for (int64_t ch = cb; ch < ce; ++ch) {
         double *smp = s0 + ch * (3 * Pn + 1), *smpa = smp + Pn, *sma = smpa + Pn;
@@ -158,7 +155,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> gyroplane_bank_backwa
         const int64_t n0 = ch * grain, n1 = std::min(N, n0 + grain);
         if (kern.bwd_d != nullptr) {
           const simd::BankBwd<acc_t> args{xx_, xp,  xa,  pp_, aa_, pa_, g,   cv,  Pn,  is_signed,
-                                          scaled, ldd, lda, rx, smp, smpa, sma, margin, inside.data()};
+                                          scaled, ldd, lda, rx, smp, smpa, sma, inside.margin, inside.factors.data()};
           for (int64_t n = n0; n < n1; ++n) gcs += simd::run_bwd(kern, args, n);
         } else {
           for (int64_t n = n0; n < n1; ++n) {

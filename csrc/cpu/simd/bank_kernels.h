@@ -6,6 +6,7 @@
 
 #include <cmath>
 #include <cstdint>
+#include <vector>
 
 namespace hypops {
 namespace simd {
@@ -69,7 +70,7 @@ template <typename T> double plane_margin(const T* pp, const T* aa, int64_t P, d
 // (|A da - c pa dd| <= 6|a|/sqrt(c), B > 1/8), so z^2 never overflows, even in float.
 // Factors per plane, [INSIDE_FACTORS, P] in T, computed in double: A, c pa, K, |a|, c^2 pa / A, pa / A,
 // 1 / (2|a|^2) (the last three for the backward's partials).
-// (plane_margin and inside_plane_factors run in the caller's TU only: an ISA TU instantiating them would
+// (plane_margin, inside_plane_factors and inside_gate run in the caller's TU only: an ISA TU instantiating them would
 // make an -mavx2 copy that the linker may pick for everyone.)
 constexpr int INSIDE_FACTORS = 7;
 template <typename T> void inside_plane_factors(const T* pp, const T* aa, const T* pa, int64_t P, double c, T* f) {
@@ -84,6 +85,20 @@ template <typename T> void inside_plane_factors(const T* pp, const T* aa, const 
     f[5 * P + k] = T(q / A);
     f[6 * P + k] = T(0.5 / double(aa[k]));
   }
+}
+
+// The gate and the factors together, as a bank call needs them (factors empty when the gate is shut).
+template <typename T> struct InsideGate {
+  double margin;
+  std::vector<T> factors;
+};
+template <typename T> InsideGate<T> inside_gate(const T* pp, const T* aa, const T* pa, int64_t P, double c) {
+  InsideGate<T> g{plane_margin(pp, aa, P, c), {}};
+  if (g.margin > 0) {
+    g.factors.resize(INSIDE_FACTORS * P);
+    inside_plane_factors(pp, aa, pa, P, c, g.factors.data());
+  }
+  return g;
 }
 
 // One instruction set's kernels. fwd: row n of the output (P values) into out. bwd: row n of the
