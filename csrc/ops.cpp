@@ -1,6 +1,6 @@
 // Every hypops op schema, forward and backward. Kernels register their implementations per dispatch
-// key in csrc/cpu/<op>_cpu.cpp and csrc/cuda/<op>_cuda.cu; fakes and autograd are registered from
-// Python (hypops/ops/).
+// key in csrc/cpu/<op>_cpu.cpp and csrc/cuda/<op>_cuda.cu; autograd in csrc/autograd.cpp (gyroplane_conv3d's
+// in Python), fakes in Python (hypops/ops/).
 //
 // Argument order (never reordered between layers): points first, then tangent vectors / plane
 // parameters, then c (a 0-dim tensor), then flags. Every op works on the last dimension; the Python

@@ -1,5 +1,6 @@
 """Plumbing shared by the op modules: argument checks, and the registration that turns a native row op
-(``torch.ops.hypops.<name>`` and ``<name>_backward``) into an autograd- and torch.compile-ready op."""
+(``torch.ops.hypops.<name>`` and ``<name>_backward``) into a torch.compile-ready op; their autograd is
+one C++ kernel (csrc/autograd.cpp)."""
 
 from __future__ import annotations
 
@@ -21,8 +22,6 @@ def register_rowwise(name: str, n_tensors: int, reduces: bool) -> None:
     then flags. ``reduces``: the output drops the last dimension ([..., D] -> [...])."""
     if _backend.native_error is not None:
         return
-    backward = getattr(torch.ops.hypops, f"{name}_backward")
-
     names = [a.name for a in getattr(torch.ops.hypops, name).default._schema.arguments]
 
     def _same_device(named, c):
@@ -48,15 +47,7 @@ def register_rowwise(name: str, n_tensors: int, reduces: bool) -> None:
         _same_device([("grad", grad)] + list(zip(names, tensors)), c)
         return tuple(t.new_empty(t.shape) for t in tensors) + (c.new_empty(()),)
 
-    def setup_context(ctx, inputs, output):
-        ctx.save_for_backward(*inputs[: n_tensors + 1])
-        ctx.flags = inputs[n_tensors + 1 :]
-
-    def _backward(ctx, grad):
-        grads = backward(grad, *ctx.saved_tensors, *ctx.flags)
-        return tuple(grads) + (None,) * len(ctx.flags)
-
-    torch.library.register_autograd(f"hypops::{name}", _backward, setup_context=setup_context)
+    # Autograd: one C++ kernel on the Autograd key for every op of this shape (csrc/autograd.cpp).
 
 
 def native_rowwise(name: str, tensors, c, dim: int, flags=(), reduces=False, keepdim=False):

@@ -52,12 +52,5 @@ if _backend.native_error is None:
     def _fake_backward(grad, x, p, a, c, signed, scaled):
         return x.new_empty(x.shape), p.new_empty(p.shape), a.new_empty(a.shape), c.new_empty(())
 
-    def _setup(ctx, inputs, output):
-        ctx.save_for_backward(*inputs[:4])
-        ctx.flags = inputs[4:]
-
-    def _backward(ctx, grad):
-        return (*torch.ops.hypops.gyroplane_bank_backward(grad, *ctx.saved_tensors, *ctx.flags), None, None)
-
-    torch.library.register_autograd("hypops::gyroplane_bank", _backward, setup_context=_setup)
+    # Autograd: csrc/autograd.cpp (saves x, p, a, c; the node calls gyroplane_bank_backward).
 
