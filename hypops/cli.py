@@ -114,7 +114,8 @@ def main(argv=None) -> int:
     p.add_argument("--steps", type=int, default=300, help="training steps (default 300)")
     p.add_argument("--batch-size", type=int, default=32, help="triplets per step (default 32)")
     p.add_argument("--train-volumes", type=int, default=8, help="synthetic training volumes (default 8)")
-    p.add_argument("--test-volumes", type=int, default=4, help="held-out volumes scored (default 4)")
+    p.add_argument("--test-volumes", type=int, default=20,
+                   help="held-out volumes scored (default 20, as the paper's test split)")
     p.add_argument("--size", type=int, default=50, help="volume side in voxels (default 50, the published size)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--smooth", type=float, default=None, help="Gaussian sigma (voxels) applied to the latents "

@@ -206,7 +206,7 @@ def dice_table(metrics) -> str:
     return "\n".join(lines)
 
 
-def run_demo(*, out, steps: int = 300, batch_size: int = 32, n_train: int = 8, n_test: int = 4, size: int = 50,
+def run_demo(*, out, steps: int = 300, batch_size: int = 32, n_train: int = 8, n_test: int = 20, size: int = 50,
              seed: int = 0, progress: bool = True, model_options: dict | None = None, lr: float | None = None,
              smooth: float = DEFAULT_SMOOTH) -> dict:
     """The main job (SPEC §5): generates the synthetic set, trains the dense model, segments held-out test
