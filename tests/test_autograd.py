@@ -13,7 +13,7 @@ import pytest
 import torch
 
 import hypops
-from hyptest import skip_unless_serves
+from hyptest import NATIVE_OPS, skip_unless_serves
 
 # name -> (argument names, shapes, flags of the public call)
 OPS = {
@@ -81,3 +81,12 @@ def test_graph_only_when_needed(op):
     out.sum().backward()
     with pytest.raises(RuntimeError, match="backward through the graph a second time"):
         out.sum().backward()
+
+
+def test_every_native_op_has_an_autograd_kernel():
+    """A new op of this shape must join OPS here and kAutogradOps in csrc/autograd.cpp; the conv keeps the
+    Python autograd of hypops/ops/gyroplane_conv3d.py."""
+    skip_unless_serves("native", *OPS)
+    assert set(OPS) == set(NATIVE_OPS) - {"gyroplane_conv3d"}
+    for op in NATIVE_OPS:
+        assert torch._C._dispatch_has_kernel_for_dispatch_key(f"hypops::{op}", "Autograd"), op

@@ -18,8 +18,9 @@ def prepare(op: str, dim: int, c, **tensors: torch.Tensor) -> torch.Tensor:
 
 
 def register_rowwise(name: str, n_tensors: int, reduces: bool) -> None:
-    """Fake (shape) functions and autograd for a native row op with ``n_tensors`` row inputs, then c,
-    then flags. ``reduces``: the output drops the last dimension ([..., D] -> [...])."""
+    """Fake (shape) functions of a native row op and its backward, for ``n_tensors`` row inputs, then c,
+    then flags (their autograd is csrc/autograd.cpp). ``reduces``: the output drops the last dimension
+    ([..., D] -> [...])."""
     if _backend.native_error is not None:
         return
     names = [a.name for a in getattr(torch.ops.hypops, name).default._schema.arguments]
