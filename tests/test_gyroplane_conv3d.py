@@ -277,14 +277,17 @@ def test_many_tiles(backend, monkeypatch):
 
 @pytest.mark.parametrize("layout", ["per-offset", "tied"])
 @pytest.mark.parametrize("shape", ["voxel-range tiles", "whole-item tiles"])
-def test_tiles_and_chunks_strided_dilated(backend, layout, shape):
+def test_tiles_and_chunks_strided_dilated(backend, layout, shape, monkeypatch):
     """The native driver (csrc/common/gyroplane_conv3d.h) tiles output rows as voxel ranges of one batch item
     (large grids) or as groups of whole items (small grids, many items), and evaluates tied planes in chunks
     of padded x-planes or of whole items, whose outputs are found through stride and dilation. Several tiles / chunks of each
     kind, with stride 2, dilation 2 and uneven padding, forward and every gradient against the reference."""
-    if backend != "native":
-        pytest.skip("the tiling of the native driver")
+    if backend == "torch":
+        pytest.skip("the reference does not tile")
     c = 0.7
+    if backend == "triton":  # the same kinds of tiles and chunks (hypops/_triton/gyroplane_conv3d.py), smaller
+        _triton_tiles_and_chunks(layout, shape, c, monkeypatch)
+        return
     # tile rows = max(input + output entries / 10, 2^14) / C_out: here 409 rows against 1144 output voxels per
     # item (3 tiles per item; tied: 1 padded plane of 270 voxels per chunk, 25 chunks per item), and 1024 rows
     # against 18 output voxels per item (3 tiles of up to 56 items; tied: chunks of 3 whole items of 288
@@ -301,6 +304,41 @@ def test_tiles_and_chunks_strided_dilated(backend, layout, shape):
     refs = [t.clone().requires_grad_(True) for t in (x, p, a, bias)]
     cg, cr = (torch.tensor(c, dtype=torch.float64, requires_grad=True) for _ in range(2))
     got = hypops.gyroplane_conv3d(ins[0], ins[1], ins[2], c=cg, bias=ins[3], backend=backend, **kw)
+    want = hypops.reference.gyroplane_conv3d(refs[0], refs[1], refs[2], c=cr, bias=refs[3], **kw)
+    torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-10)
+    g = torch.randn(got.shape, dtype=torch.float64, generator=gen(34))
+    for u, v in zip(torch.autograd.grad((got * g).sum(), [*ins, cg]), torch.autograd.grad((want * g).sum(), [*refs, cr])):
+        torch.testing.assert_close(u, v, rtol=1e-9, atol=1e-9)
+
+
+def _triton_tiles_and_chunks(layout, shape, c, monkeypatch):
+    import hypops._triton.gyroplane_conv3d as tc
+
+    # TILE_ELEMS = 2^9 entries. Voxel ranges: C = 8 -> 64 rows against 150 output voxels per item (3 tiles per
+    # item); tied: one output x-plane per chunk (5 padded planes of 98 rows), 5 chunks per item sharing halo
+    # planes. Whole items: C = 4 -> 128 rows against 1 output voxel and 45 padded rows per item (2 tiles of up
+    # to 128 items; tied: 100 chunks of 2 whole items).
+    monkeypatch.setattr(tc, "TILE_ELEMS", 1 << 9)
+    if shape == "voxel-range tiles":
+        B, D, C, grid = 2, 3, 8, (9, 7, 12)
+    else:
+        B, D, C, grid = 200, 2, 4, (1, 3, 1)
+    kw = dict(kernel_size=(3, 2, 3), stride=(2, 1, 2), dilation=(2, 2, 1), padding=(2, 0, 1))
+    x = _grid(B, D, grid, c, seed=31)
+    p, a = _weights(C, D, (3, 2, 3), c, seed=32, tied=layout == "tied")
+    geo = tc._Geometry(x, p, kw["stride"], kw["padding"], kw["dilation"], kw["kernel_size"])
+    tiles, chunks = list(geo.tiles()), list(geo.chunks())
+    if shape == "voxel-range tiles":  # several tiles per item, several chunks of x-planes per item
+        assert geo.V > geo.tile and len(tiles) > 2 * B and all(b1 == b0 + 1 for b0, b1, *_ in tiles)
+        assert len(chunks) > 2 * B and all(b1 == b0 + 1 for b0, b1, *_ in chunks)
+    else:  # several tiles and chunks of several whole items
+        assert 1 < len(tiles) < B and all(v0 == 0 and v1 == geo.V for *_, v0, v1 in tiles)
+        assert 1 < len(chunks) < B and all(px1 == geo.padded[0] for *_, px1 in chunks)
+    bias = torch.randn(C, dtype=torch.float64, generator=gen(33))
+    ins = [t.clone().requires_grad_(True) for t in (x, p, a, bias)]
+    refs = [t.clone().requires_grad_(True) for t in (x, p, a, bias)]
+    cg, cr = (torch.tensor(c, dtype=torch.float64, requires_grad=True) for _ in range(2))
+    got = hypops.gyroplane_conv3d(ins[0], ins[1], ins[2], c=cg, bias=ins[3], backend="triton", **kw)
     want = hypops.reference.gyroplane_conv3d(refs[0], refs[1], refs[2], c=cr, bias=refs[3], **kw)
     torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-10)
     g = torch.randn(got.shape, dtype=torch.float64, generator=gen(34))

@@ -1,15 +1,16 @@
 """Triton gyroplane 3D convolution: the algorithm of csrc/common/gyroplane_conv3d.h (read its header comment)
 with the Triton gyroplane bank (gyroplane_bank.py: torch GEMMs + the Triton dist2plane kernel) as the step,
-in its earlier form: flat tiles of output rows accumulated channels-last and transposed once at the end,
-and tied planes evaluated for the whole padded input at once (the native driver now writes each tile into
-the channels-first output and evaluates tied planes in chunks of padded planes, which keeps its peak
-memory within 2x input + output; this driver's peak is about one output larger).
+and the same layout as the native driver: tiles of output rows are whole batch items or voxel ranges of one
+item, each written straight into the channels-first output (backward copies each tile's gradient rows);
+tied planes run in chunks of padded x-planes of one item or of whole items.
 
 For one kernel offset the window sum is a gyroplane bank over the input voxels that offset reads, so the
 convolution is a loop over (tiles of output voxels) x (offsets) of bank calls accumulated into the tile's
-output rows; temporaries are bounded by TILE_ELEMS entries per [rows, C_out] array, backward recomputes
-each step (nothing per offset is saved), memory is O(input + output). Tied weights: the bank once per
-padded voxel, then a k^3 box sum of strided views.
+output rows; temporaries are bounded by TILE_ELEMS entries per [rows, C_out] array (one padded x-plane's
+worth at least, for tied chunks), backward recomputes each step (nothing per offset is saved), memory is
+O(input + output). Tied weights: the bank once per padded voxel of a chunk, then a k^3 box sum of strided
+views; in backward the box sum's transpose, then the bank's backward (linear in the gradient, so the halo
+planes two chunks share get their two parts added).
 """
 
 from __future__ import annotations
@@ -37,8 +38,52 @@ class _Geometry:
         self.out = [(self.padded[i] - dilation[i] * (kernel_size[i] - 1) - 1) // stride[i] + 1 for i in range(3)]
         self.K = kernel_size[0] * kernel_size[1] * kernel_size[2]
         self.n_pad = self.B * self.padded[0] * self.padded[1] * self.padded[2]
-        self.n_out = self.B * self.out[0] * self.out[1] * self.out[2]
+        self.V = self.out[0] * self.out[1] * self.out[2]
+        self.n_out = self.B * self.V
         self.tile = max(1, TILE_ELEMS // max(self.C, 1))
+        self.plane = self.padded[1] * self.padded[2]  # rows of one padded x-plane
+
+    def tiles(self):
+        """(b0, b1, v0, v1): output voxels [v0, v1) of items [b0, b1), at most ``tile`` rows: whole items when
+        one fits (small grids, many items: few bank calls), else voxel ranges of one item."""
+        if self.V == 0:
+            return
+        if self.V <= self.tile:
+            step = self.tile // self.V
+            for b0 in range(0, self.B, step):
+                yield b0, min(self.B, b0 + step), 0, self.V
+        else:
+            for b in range(self.B):
+                for v0 in range(0, self.V, self.tile):
+                    yield b, b + 1, v0, min(self.V, v0 + self.tile)
+
+    def span(self, n_ox):
+        """Padded x-planes the windows of n_ox consecutive output x-planes read."""
+        return (n_ox - 1) * self.stride[0] + self.dil[0] * (self.ks[0] - 1) + 1
+
+    def chunks(self):
+        """(b0, b1, ox0, ox1, px0, px1) for the tied pass: output x-planes [ox0, ox1) of items [b0, b1) and
+        the padded x-planes [px0, px1) they read, at most ``tile`` padded rows (one output plane's worth at
+        least): whole items when one fits, else runs of output x-planes of one item."""
+        if self.V == 0:
+            return
+        item = self.padded[0] * self.plane
+        if item <= self.tile:
+            step = self.tile // item
+            for b0 in range(0, self.B, step):
+                yield b0, min(self.B, b0 + step), 0, self.out[0], 0, self.padded[0]
+            return
+        n_ox = 1
+        while n_ox < self.out[0] and self.span(n_ox + 1) * self.plane <= self.tile:
+            n_ox += 1
+        for b in range(self.B):
+            for ox0 in range(0, self.out[0], n_ox):
+                ox1 = min(self.out[0], ox0 + n_ox)
+                yield b, b + 1, ox0, ox1, ox0 * self.stride[0], ox0 * self.stride[0] + self.span(ox1 - ox0)
+
+    def chunk_rows(self, b0, b1, px0, px1):
+        """The padded rows of a chunk: planes [px0, px1) of items [b0, b1) (all planes when b1 > b0 + 1)."""
+        return slice((b0 * self.padded[0] + px0) * self.plane, ((b1 - 1) * self.padded[0] + px1) * self.plane)
 
     def offsets(self):
         """(kx, ky, kz) of every offset, in the order of p's flattened kernel dims."""
@@ -62,12 +107,14 @@ class _Geometry:
                 + ar(self.out[1], self.stride[1] * sy).view(1, 1, -1, 1)
                 + ar(self.out[2], self.stride[2]).view(1, 1, 1, -1)).reshape(-1)
 
-    def view(self, padded5, k):
-        """The voxels offset k reads, as a strided view [B, OX, OY, OZ, F] of [B, Xp, Yp, Zp, F]."""
+    def view(self, padded5, k, n_ox=None):
+        """The voxels offset k reads, as a strided view [b, n_ox, OY, OZ, F] of padded planes [b, px, Yp, Zp, F]
+        (n_ox: output x-planes, all by default)."""
         v = padded5
+        out = (self.out[0] if n_ox is None else n_ox, self.out[1], self.out[2])
         for i in range(3):
             start = k[i] * self.dil[i]
-            v = v[(slice(None),) * (1 + i) + (slice(start, start + self.stride[i] * (self.out[i] - 1) + 1, self.stride[i]),)]
+            v = v[(slice(None),) * (1 + i) + (slice(start, start + self.stride[i] * (out[i] - 1) + 1, self.stride[i]),)]
         return v
 
     def rows(self, x):
@@ -91,25 +138,26 @@ def gyroplane_conv3d_triton(x: torch.Tensor, p: torch.Tensor, a: torch.Tensor, c
                             kernel_size: list[int]) -> torch.Tensor:
     g = _Geometry(x, p, stride, padding, dilation, kernel_size)
     rows, P, A, cc = g.rows(x), g.planes(p), g.planes(a), c.to(_acc(x))
-    out = torch.zeros(g.n_out, g.C, dtype=rows.dtype, device=x.device)
+    out = torch.empty(g.B, g.C, g.V, dtype=rows.dtype, device=x.device)  # channels-first, as returned
     if g.tied:
-        vox = torch.empty(g.n_pad, g.C, dtype=rows.dtype, device=x.device)
-        for t0 in range(0, g.n_pad, g.tile):
-            vox[t0:t0 + g.tile] = _bank(rows[t0:t0 + g.tile], P, A, cc)
-        vox5 = vox.view(g.B, *g.padded, g.C)
-        out5 = out.view(g.B, *g.out, g.C)
-        for k in g.offsets():
-            out5 += g.view(vox5, k)
+        for b0, b1, ox0, ox1, px0, px1 in g.chunks():
+            vox = _bank(rows[g.chunk_rows(b0, b1, px0, px1)], P, A, cc)
+            vox5 = vox.view(b1 - b0, px1 - px0, g.padded[1], g.padded[2], g.C)
+            o = torch.zeros(b1 - b0, ox1 - ox0, g.out[1], g.out[2], g.C, dtype=rows.dtype, device=x.device)
+            for k in g.offsets():
+                o += g.view(vox5, k, ox1 - ox0)
+            out.view(g.B, g.C, *g.out)[b0:b1, :, ox0:ox1] = o.permute(0, 4, 1, 2, 3)
     else:
-        base = g.window_base(x.device)
-        for t0 in range(0, g.n_out, g.tile):
-            idx = base[t0:t0 + g.tile]
-            o = out[t0:t0 + g.tile]
+        base = g.window_base(x.device).view(g.B, g.V)
+        for b0, b1, v0, v1 in g.tiles():
+            idx = base[b0:b1, v0:v1].reshape(-1)
+            o = torch.zeros(idx.numel(), g.C, dtype=rows.dtype, device=x.device)
             for j, k in enumerate(g.offsets()):
                 o += _bank(rows.index_select(0, idx + g.shift(k)), P[j], A[j], cc)
+            out[b0:b1, :, v0:v1] = o.view(b1 - b0, v1 - v0, g.C).transpose(1, 2)
     if bias is not None:
-        out += bias.to(out.dtype)
-    return out.view(g.B, *g.out, g.C).permute(0, 4, 1, 2, 3).to(x.dtype).contiguous()
+        out += bias.to(out.dtype).view(1, -1, 1)
+    return out.view(g.B, g.C, *g.out).to(x.dtype)
 
 
 @triton_op("hypops::gyroplane_conv3d_triton_backward", mutates_args=())
@@ -118,26 +166,28 @@ def gyroplane_conv3d_triton_backward(grad: torch.Tensor, x: torch.Tensor, p: tor
                                      kernel_size: list[int]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     g = _Geometry(x, p, stride, padding, dilation, kernel_size)
     rows, P, A, cc = g.rows(x), g.planes(p), g.planes(a), c.to(_acc(x))
-    G5 = grad.permute(0, 2, 3, 4, 1).to(rows.dtype)
     grows, gP, gA = torch.zeros_like(rows), torch.zeros_like(P), torch.zeros_like(A)
     gc = torch.zeros((), dtype=torch.float64, device=c.device)
     bwd = torch.ops.hypops.gyroplane_bank_triton_backward
     if g.tied:
-        gvox = torch.zeros(g.B, *g.padded, g.C, dtype=rows.dtype, device=x.device)
-        for k in g.offsets():
-            g.view(gvox, k).add_(G5)
-        gv = gvox.view(g.n_pad, g.C)
-        for t0 in range(0, g.n_pad, g.tile):
-            gx, gp, ga, gck = bwd(gv[t0:t0 + g.tile], rows[t0:t0 + g.tile], P, A, cc, True, False)
-            grows[t0:t0 + g.tile] = gx
+        grad5 = grad.reshape(g.B, g.C, *g.out)
+        for b0, b1, ox0, ox1, px0, px1 in g.chunks():
+            gvox = torch.zeros(b1 - b0, px1 - px0, g.padded[1], g.padded[2], g.C, dtype=rows.dtype, device=x.device)
+            gchunk = grad5[b0:b1, :, ox0:ox1].permute(0, 2, 3, 4, 1).to(rows.dtype)
+            for k in g.offsets():
+                g.view(gvox, k, ox1 - ox0).add_(gchunk)
+            r = g.chunk_rows(b0, b1, px0, px1)
+            gx, gp, ga, gck = bwd(gvox.view(-1, g.C), rows[r], P, A, cc, True, False)
+            grows[r] += gx  # halo planes: the parts of two chunks add up (the backward is linear in grad)
             gP += gp
             gA += ga
             gc += gck
     else:
-        base = g.window_base(x.device)
-        Grows = G5.reshape(g.n_out, g.C)
-        for t0 in range(0, g.n_out, g.tile):
-            gt, idx0 = Grows[t0:t0 + g.tile], base[t0:t0 + g.tile]
+        grad3 = grad.reshape(g.B, g.C, g.V)
+        base = g.window_base(x.device).view(g.B, g.V)
+        for b0, b1, v0, v1 in g.tiles():
+            gt = grad3[b0:b1, :, v0:v1].transpose(1, 2).reshape(-1, g.C).to(rows.dtype)
+            idx0 = base[b0:b1, v0:v1].reshape(-1)
             for j, k in enumerate(g.offsets()):
                 idx = idx0 + g.shift(k)
                 gx, gp, ga, gck = bwd(gt, rows.index_select(0, idx), P[j], A[j], cc, True, False)
