@@ -278,10 +278,11 @@ def test_many_tiles(backend, monkeypatch):
 @pytest.mark.parametrize("layout", ["per-offset", "tied"])
 @pytest.mark.parametrize("shape", ["voxel-range tiles", "whole-item tiles"])
 def test_tiles_and_chunks_strided_dilated(backend, layout, shape, monkeypatch):
-    """The native driver (csrc/common/gyroplane_conv3d.h) tiles output rows as voxel ranges of one batch item
-    (large grids) or as groups of whole items (small grids, many items), and evaluates tied planes in chunks
-    of padded x-planes or of whole items, whose outputs are found through stride and dilation. Several tiles / chunks of each
-    kind, with stride 2, dilation 2 and uneven padding, forward and every gradient against the reference."""
+    """The native driver (csrc/common/gyroplane_conv3d.h) and the Triton one (same layout) tile output rows as
+    voxel ranges of one batch item (large grids) or as groups of whole items (small grids, many items), and
+    evaluate tied planes in chunks of padded x-planes or of whole items, whose outputs are found through stride
+    and dilation. Several tiles / chunks of each kind, with stride 2, dilation 2 and uneven padding, forward and
+    every gradient against the reference."""
     if backend == "torch":
         pytest.skip("the reference does not tile")
     c = 0.7
