@@ -246,6 +246,24 @@ def test_half_dtypes(backend, dtype):
     torch.testing.assert_close(got.double(), want_r, rtol=tol, atol=tol * (want.abs().max().item() + 1))
 
 
+@pytest.mark.parametrize("tied", [False, True])
+@pytest.mark.parametrize("empty", ["no output channels", "no batch items"])
+def test_empty_shapes(backend, tied, empty):
+    """Zero output channels or zero batch items: an empty output of the right shape, and gradients of the
+    inputs' shapes (zeros where nothing was computed), in both layouts."""
+    B, C = (2, 0) if empty == "no output channels" else (0, 3)
+    x = torch.full((B, 2, 4, 3, 3), 0.1, dtype=torch.float64, requires_grad=True)
+    shape = (C, 2) if tied else (C, 2, 3, 3, 3)
+    p = torch.zeros(shape, dtype=torch.float64, requires_grad=True)
+    a = torch.ones(shape, dtype=torch.float64, requires_grad=True)
+    out = hypops.gyroplane_conv3d(x, p, a, c=1.0, padding=1, kernel_size=3, backend=backend)
+    assert out.shape == (B, C, 4, 3, 3)
+    gx, gp, ga = torch.autograd.grad(out.sum(), [x, p, a])
+    assert gx.shape == x.shape and gp.shape == p.shape and ga.shape == a.shape
+    for g in (gx, gp, ga):
+        assert torch.equal(g, torch.zeros_like(g))
+
+
 def test_many_tiles(backend, monkeypatch):
     """Enough output voxels x channels that the kernel loops over several tiles of output rows (the native
     driver: tile_elems() entries per [rows, C_out] temporary, at most 2^16, csrc/common/gyroplane_conv3d.h;
@@ -315,26 +333,31 @@ def test_tiles_and_chunks_strided_dilated(backend, layout, shape, monkeypatch):
 def _triton_tiles_and_chunks(layout, shape, c, monkeypatch):
     import hypops._triton.gyroplane_conv3d as tc
 
-    # TILE_ELEMS = 2^9 entries. Voxel ranges: C = 8 -> 64 rows against 150 output voxels per item (3 tiles per
-    # item); tied: one output x-plane per chunk (5 padded planes of 98 rows), 5 chunks per item sharing halo
-    # planes. Whole items: C = 4 -> 128 rows against 1 output voxel and 45 padded rows per item (2 tiles of up
-    # to 128 items; tied: 100 chunks of 2 whole items).
+    # TILE_ELEMS = 2^9 entries. Voxel ranges: per offset, C = 8 -> 64 rows against 150 output voxels per item
+    # (3 tiles per item); tied, C = 1 -> 512 rows, chunks of 5 padded x-planes of 98 rows (13 planes: 3 chunks
+    # per item, the last of 3 planes; chunks starting at an odd plane with stride 2 make each offset's first
+    # output a rounded-up division).
+    # Whole items: C = 4 -> 128 rows against 1 output voxel and 45 padded rows per item (2 tiles of up to 128
+    # items; tied: 100 chunks of 2 whole items).
     monkeypatch.setattr(tc, "TILE_ELEMS", 1 << 9)
+    tied = layout == "tied"
     if shape == "voxel-range tiles":
-        B, D, C, grid = 2, 3, 8, (9, 7, 12)
+        B, D, C, grid = 2, 3, 1 if tied else 8, (9, 7, 12)
     else:
         B, D, C, grid = 200, 2, 4, (1, 3, 1)
     kw = dict(kernel_size=(3, 2, 3), stride=(2, 1, 2), dilation=(2, 2, 1), padding=(2, 0, 1))
     x = _grid(B, D, grid, c, seed=31)
-    p, a = _weights(C, D, (3, 2, 3), c, seed=32, tied=layout == "tied")
+    p, a = _weights(C, D, (3, 2, 3), c, seed=32, tied=tied)
     geo = tc._Geometry(x, p, kw["stride"], kw["padding"], kw["dilation"], kw["kernel_size"])
     tiles, chunks = list(geo.tiles()), list(geo.chunks())
-    if shape == "voxel-range tiles":  # several tiles per item, several chunks of x-planes per item
+    if shape == "voxel-range tiles" and tied:  # runs of several planes of one item, disjoint, the last shorter
+        assert [(xp0, xp1) for b, _, xp0, xp1 in chunks if b == 0] == [(0, 5), (5, 10), (10, 13)]
+        assert all(b1 == b0 + 1 for b0, b1, *_ in chunks) and len(chunks) == 3 * B
+    elif shape == "voxel-range tiles":  # several voxel ranges per item
         assert geo.V > geo.tile and len(tiles) > 2 * B and all(b1 == b0 + 1 for b0, b1, *_ in tiles)
-        assert len(chunks) > 2 * B and all(b1 == b0 + 1 for b0, b1, *_ in chunks)
     else:  # several tiles and chunks of several whole items
         assert 1 < len(tiles) < B and all(v0 == 0 and v1 == geo.V for *_, v0, v1 in tiles)
-        assert 1 < len(chunks) < B and all(px1 == geo.padded[0] for *_, px1 in chunks)
+        assert 1 < len(chunks) < B and all((xp0, xp1) == (0, geo.padded[0]) for *_, xp0, xp1 in chunks)
     bias = torch.randn(C, dtype=torch.float64, generator=gen(33))
     ins = [t.clone().requires_grad_(True) for t in (x, p, a, bias)]
     refs = [t.clone().requires_grad_(True) for t in (x, p, a, bias)]

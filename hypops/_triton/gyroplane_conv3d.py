@@ -1,16 +1,18 @@
-"""Triton gyroplane 3D convolution: the algorithm of csrc/common/gyroplane_conv3d.h (read its header comment)
-with the Triton gyroplane bank (gyroplane_bank.py: torch GEMMs + the Triton dist2plane kernel) as the step,
-and the same layout as the native driver: tiles of output rows are whole batch items or voxel ranges of one
-item, each written straight into the channels-first output (backward copies each tile's gradient rows);
-tied planes run in chunks of padded x-planes of one item or of whole items.
+"""Triton gyroplane 3D convolution: the algorithm and layout of csrc/common/gyroplane_conv3d.h (read its header
+comment) with the Triton gyroplane bank (gyroplane_bank.py: torch GEMMs + the Triton dist2plane kernel) as the
+step: tiles of output rows are whole batch items or voxel ranges of one item, each written straight into the
+channels-first output (backward copies each tile's gradient rows); tied planes run in disjoint chunks of padded
+x-planes of one item or of whole items.
 
 For one kernel offset the window sum is a gyroplane bank over the input voxels that offset reads, so the
 convolution is a loop over (tiles of output voxels) x (offsets) of bank calls accumulated into the tile's
-output rows; temporaries are bounded by TILE_ELEMS entries per [rows, C_out] array (one padded x-plane's
-worth at least, for tied chunks), backward recomputes each step (nothing per offset is saved), memory is
-O(input + output). Tied weights: the bank once per padded voxel of a chunk, then a k^3 box sum of strided
-views; in backward the box sum's transpose, then the bank's backward (linear in the gradient, so the halo
-planes two chunks share get their two parts added).
+output rows; temporaries are bounded by TILE_ELEMS entries per [rows, C_out] array (one padded x-plane's worth
+at least, for tied chunks), backward recomputes each step (nothing per offset is saved), memory is
+O(input + output). Tied weights: the bank once per padded voxel, then for each offset the part of the chunk it
+reads is added to the outputs that read it (a k^3 box sum spread over chunks); backward adds the gradient the
+other way, then runs the bank's backward on the chunk. Unlike the native driver, the chunks here are
+channels-last ([rows, C_out] as the bank returns them; the native driver transposes each chunk first because
+its CPU box sums were 3x slower against a channels-first output otherwise; not measured on a GPU).
 """
 
 from __future__ import annotations
@@ -57,33 +59,43 @@ class _Geometry:
                 for v0 in range(0, self.V, self.tile):
                     yield b, b + 1, v0, min(self.V, v0 + self.tile)
 
-    def span(self, n_ox):
-        """Padded x-planes the windows of n_ox consecutive output x-planes read."""
-        return (n_ox - 1) * self.stride[0] + self.dil[0] * (self.ks[0] - 1) + 1
-
     def chunks(self):
-        """(b0, b1, ox0, ox1, px0, px1) for the tied pass: output x-planes [ox0, ox1) of items [b0, b1) and
-        the padded x-planes [px0, px1) they read, at most ``tile`` padded rows (one output plane's worth at
-        least): whole items when one fits, else runs of output x-planes of one item."""
+        """(b0, b1, xp0, xp1) for the tied pass: padded x-planes [xp0, xp1) of items [b0, b1), disjoint, at most
+        ``tile`` rows (one padded x-plane at least): whole items when one fits, else runs of planes of one item
+        (csrc/common/gyroplane_conv3d.h: padded_chunks)."""
         if self.V == 0:
             return
         item = self.padded[0] * self.plane
         if item <= self.tile:
             step = self.tile // item
             for b0 in range(0, self.B, step):
-                yield b0, min(self.B, b0 + step), 0, self.out[0], 0, self.padded[0]
+                yield b0, min(self.B, b0 + step), 0, self.padded[0]
             return
-        n_ox = 1
-        while n_ox < self.out[0] and self.span(n_ox + 1) * self.plane <= self.tile:
-            n_ox += 1
+        n = max(1, self.tile // self.plane)
         for b in range(self.B):
-            for ox0 in range(0, self.out[0], n_ox):
-                ox1 = min(self.out[0], ox0 + n_ox)
-                yield b, b + 1, ox0, ox1, ox0 * self.stride[0], ox0 * self.stride[0] + self.span(ox1 - ox0)
+            for xp0 in range(0, self.padded[0], n):
+                yield b, b + 1, xp0, min(self.padded[0], xp0 + n)
 
-    def chunk_rows(self, b0, b1, px0, px1):
-        """The padded rows of a chunk: planes [px0, px1) of items [b0, b1) (all planes when b1 > b0 + 1)."""
-        return slice((b0 * self.padded[0] + px0) * self.plane, ((b1 - 1) * self.padded[0] + px1) * self.plane)
+    def chunk_rows(self, b0, b1, xp0, xp1):
+        """The padded rows of a chunk: planes [xp0, xp1) of items [b0, b1) (all planes when b1 > b0 + 1)."""
+        return slice((b0 * self.padded[0] + xp0) * self.plane, ((b1 - 1) * self.padded[0] + xp1) * self.plane)
+
+    def chunk_views(self, chunk5, k, xp0, xp1):
+        """For offset k: the voxels of a chunk [nb, xp1 - xp0, Yp, Zp, F] that k reads, as [nb, n, OY, OZ, F],
+        and the output x-planes [ox0, ox1) that read them (those with xp0 <= ox * stride + kx * dilation < xp1;
+        None when there are none). Chunks are disjoint, so every padded voxel is evaluated once
+        (csrc/common/gyroplane_conv3d.h: chunk_views)."""
+        s, off = self.stride[0], k[0] * self.dil[0]
+        ox0 = max(0, -(-(xp0 - off) // s))
+        ox1 = min(self.out[0], (xp1 - 1 - off) // s + 1) if xp1 - 1 - off >= 0 else 0
+        if ox1 <= ox0:
+            return None
+        src0 = ox0 * s + off - xp0
+        v = chunk5[:, src0:src0 + s * (ox1 - ox0 - 1) + 1:s]
+        for i in (1, 2):
+            start = k[i] * self.dil[i]
+            v = v[(slice(None),) * (1 + i) + (slice(start, start + self.stride[i] * (self.out[i] - 1) + 1, self.stride[i]),)]
+        return v, ox0, ox1
 
     def offsets(self):
         """(kx, ky, kz) of every offset, in the order of p's flattened kernel dims."""
@@ -106,16 +118,6 @@ class _Geometry:
         return (ar(self.B, sb).view(-1, 1, 1, 1) + ar(self.out[0], self.stride[0] * sx).view(1, -1, 1, 1)
                 + ar(self.out[1], self.stride[1] * sy).view(1, 1, -1, 1)
                 + ar(self.out[2], self.stride[2]).view(1, 1, 1, -1)).reshape(-1)
-
-    def view(self, padded5, k, n_ox=None):
-        """The voxels offset k reads, as a strided view [b, n_ox, OY, OZ, F] of padded planes [b, px, Yp, Zp, F]
-        (n_ox: output x-planes, all by default)."""
-        v = padded5
-        out = (self.out[0] if n_ox is None else n_ox, self.out[1], self.out[2])
-        for i in range(3):
-            start = k[i] * self.dil[i]
-            v = v[(slice(None),) * (1 + i) + (slice(start, start + self.stride[i] * (out[i] - 1) + 1, self.stride[i]),)]
-        return v
 
     def rows(self, x):
         """x [B, D, X, Y, Z] -> channels-last rows [B * Xp * Yp * Zp, D] padded with the origin."""
@@ -140,13 +142,16 @@ def gyroplane_conv3d_triton(x: torch.Tensor, p: torch.Tensor, a: torch.Tensor, c
     rows, P, A, cc = g.rows(x), g.planes(p), g.planes(a), c.to(_acc(x))
     out = torch.empty(g.B, g.C, g.V, dtype=rows.dtype, device=x.device)  # channels-first, as returned
     if g.tied:
-        for b0, b1, ox0, ox1, px0, px1 in g.chunks():
-            vox = _bank(rows[g.chunk_rows(b0, b1, px0, px1)], P, A, cc)
-            vox5 = vox.view(b1 - b0, px1 - px0, g.padded[1], g.padded[2], g.C)
-            o = torch.zeros(b1 - b0, ox1 - ox0, g.out[1], g.out[2], g.C, dtype=rows.dtype, device=x.device)
+        out.zero_()
+        out5 = out.view(g.B, g.C, *g.out)
+        for b0, b1, xp0, xp1 in g.chunks():
+            vox = _bank(rows[g.chunk_rows(b0, b1, xp0, xp1)], P, A, cc)
+            vox5 = vox.view(b1 - b0, xp1 - xp0, g.padded[1], g.padded[2], g.C)
             for k in g.offsets():
-                o += g.view(vox5, k, ox1 - ox0)
-            out.view(g.B, g.C, *g.out)[b0:b1, :, ox0:ox1] = o.permute(0, 4, 1, 2, 3)
+                part = g.chunk_views(vox5, k, xp0, xp1)
+                if part is not None:
+                    v, ox0, ox1 = part
+                    out5[b0:b1, :, ox0:ox1] += v.permute(0, 4, 1, 2, 3)
     else:
         base = g.window_base(x.device).view(g.B, g.V)
         for b0, b1, v0, v1 in g.tiles():
@@ -171,14 +176,16 @@ def gyroplane_conv3d_triton_backward(grad: torch.Tensor, x: torch.Tensor, p: tor
     bwd = torch.ops.hypops.gyroplane_bank_triton_backward
     if g.tied:
         grad5 = grad.reshape(g.B, g.C, *g.out)
-        for b0, b1, ox0, ox1, px0, px1 in g.chunks():
-            gvox = torch.zeros(b1 - b0, px1 - px0, g.padded[1], g.padded[2], g.C, dtype=rows.dtype, device=x.device)
-            gchunk = grad5[b0:b1, :, ox0:ox1].permute(0, 2, 3, 4, 1).to(rows.dtype)
+        for b0, b1, xp0, xp1 in g.chunks():
+            gvox = torch.zeros(b1 - b0, xp1 - xp0, g.padded[1], g.padded[2], g.C, dtype=rows.dtype, device=x.device)
             for k in g.offsets():
-                g.view(gvox, k, ox1 - ox0).add_(gchunk)
-            r = g.chunk_rows(b0, b1, px0, px1)
-            gx, gp, ga, gck = bwd(gvox.view(-1, g.C), rows[r], P, A, cc, True, False)
-            grows[r] += gx  # halo planes: the parts of two chunks add up (the backward is linear in grad)
+                part = g.chunk_views(gvox, k, xp0, xp1)
+                if part is not None:
+                    v, ox0, ox1 = part
+                    v.add_(grad5[b0:b1, :, ox0:ox1].permute(0, 2, 3, 4, 1))
+            r = g.chunk_rows(b0, b1, xp0, xp1)
+            gx, gp, ga, gck = bwd(gvox.view(r.stop - r.start, g.C), rows[r], P, A, cc, True, False)
+            grows[r] = gx
             gP += gp
             gA += ga
             gc += gck
@@ -186,7 +193,7 @@ def gyroplane_conv3d_triton_backward(grad: torch.Tensor, x: torch.Tensor, p: tor
         grad3 = grad.reshape(g.B, g.C, g.V)
         base = g.window_base(x.device).view(g.B, g.V)
         for b0, b1, v0, v1 in g.tiles():
-            gt = grad3[b0:b1, :, v0:v1].transpose(1, 2).reshape(-1, g.C).to(rows.dtype)
+            gt = grad3[b0:b1, :, v0:v1].transpose(1, 2).reshape((b1 - b0) * (v1 - v0), g.C).to(rows.dtype)
             idx0 = base[b0:b1, v0:v1].reshape(-1)
             for j, k in enumerate(g.offsets()):
                 idx = idx0 + g.shift(k)
