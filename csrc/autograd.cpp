@@ -3,19 +3,22 @@
 // (c's last): every row op, the gyroplane bank and the wrapped-normal ops (kAutogradOps below).
 //
 // Why in C++: torch.library.register_autograd wraps each call in a Python autograd.Function, which cost
-// 20-60% of a small call (4096 x 16 float32, 1 thread, expmap0 forward+backward 238-387 us with it,
-// 202-223 us with this kernel; the rest is the kernels). This kernel, one boxed function for all the ops,
+// 15-40% of a small call (4096 x 16 float32, 1 thread, interleaved runs of both builds: expmap0
+// forward+backward 398 -> 231 us, mobius_add 540 -> 365 us; README "Small tensors"; the rest is the kernels). This kernel, one boxed function for all the ops,
 // sits on the Autograd key: it saves the inputs, redispatches to the device kernel below autograd, and its
 // node calls <name>_backward. The fakes (shape functions) stay in Python (hypops/ops/): torch.compile and
 // opcheck need nothing else. gyroplane_conv3d keeps its Python autograd (its optional bias and int lists
 // do not fit this schema, and its per-call cost is small beside the op's).
 //
+// Double backward is not implemented: each <name>_backward (the conv's too) gets torch's "not implemented" kernel,
+// so differentiating a gradient (create_graph=True, then backward through it) raises instead of leaving
+// .grad silently None with only a deprecation warning, as happened before (with the Python wrapper too).
 // Unchanged from the Python version: torch.func.grad/vjp raise (a C++ autograd function, like an
-// autograd.Function without setup_context, cannot run under functorch transforms), vmap runs torch's
-// per-sample fallback, and double backward is not implemented (<name>_backward has no autograd; torch
-// warns, then errors).
+// autograd.Function without setup_context, cannot run under functorch transforms), and vmap runs torch's
+// per-sample fallback.
 #include <ATen/core/dispatch/Dispatcher.h>
 #include <torch/autograd.h>
+#include <torch/csrc/autograd/autograd_not_implemented_fallback.h>
 #include <torch/library.h>
 
 #include <algorithm>
@@ -96,7 +99,13 @@ void row_op_autograd(const c10::OperatorHandle& op, torch::jit::Stack* stack) {
 }  // namespace
 
 TORCH_LIBRARY_IMPL(hypops, Autograd, m) {
-  for (const char* name : kAutogradOps) m.impl(name, torch::CppFunction::makeFromBoxedFunction<&row_op_autograd>());
+  for (const char* name : kAutogradOps) {
+    m.impl(name, torch::CppFunction::makeFromBoxedFunction<&row_op_autograd>());
+    const std::string backward = std::string(name) + "_backward";  // impl copies the name
+    m.impl(backward.c_str(), torch::autograd::autogradNotImplementedFallback());
+  }
+  // The conv's autograd is Python's (hypops/ops/gyroplane_conv3d.py); its backward has no derivative either.
+  m.impl("gyroplane_conv3d_backward", torch::autograd::autogradNotImplementedFallback());
 }
 
 }  // namespace hypops

@@ -33,7 +33,7 @@ DEMO_MODEL = {"channels": (16, 32, 32), "decoder_channels": 16}
 DEFAULT_LR = {"dense": 2e-3, "paper": 5e-7, "paper_fixed": 1e-4}
 # Gaussian smoothing of the latents before clustering (voxels; seg.smooth_slabs), chosen with
 # scripts/sweep_smooth.py on validation volumes (seeds 80-87, toy_splits' validation split; never the demo's
-# test volumes 8-11): see README "The demo"
+# test volumes 8-27): see README "The demo"
 DEFAULT_SMOOTH = 1.5
 
 

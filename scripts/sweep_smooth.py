@@ -1,7 +1,7 @@
 """Dice of a trained dense checkpoint on synthetic volumes for several latent-smoothing sigmas: how the
 default of ``hypops segment --smooth`` / ``hypops demo --smooth`` (``hypops.pipeline.DEFAULT_SMOOTH``) was
 chosen, on validation volumes: seeds 80-87 (``toy_splits``' validation split), neither the demo's training
-(0-7) nor its test (8-11) volumes.
+(0-7) nor its test (8-27) volumes.
 
     .venv/bin/python scripts/sweep_smooth.py hypops-demo/model.pt --seeds 80-87 --sigmas 0,1,1.5,2,3
 

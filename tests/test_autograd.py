@@ -2,9 +2,9 @@
 
 The gradients themselves are checked against the float64 reference for every op in tests/hyptest.py
 (all inputs requiring grad at once). Here: the wiring of the one boxed kernel that serves all of them —
-each input alone requiring grad (c included) gets the reference's gradient and the others none, nothing
-is recorded when nothing needs a graph, and the node is the C++ one (the Python wrapper it replaced cost
-~100 us a call).
+each input alone requiring grad (c included) gets the reference's gradient, nothing is recorded when
+nothing needs a graph, the node is the C++ one (the Python wrapper it replaced cost ~100 us a call), and
+differentiating a gradient raises.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import pytest
 import torch
 
 import hypops
-from hyptest import NATIVE_OPS, skip_unless_serves
+from hyptest import skip_unless_serves
 
 # name -> (argument names, shapes, flags of the public call)
 OPS = {
@@ -56,13 +56,12 @@ def test_each_input_alone_gets_its_gradient(op):
         got = _call(op, leaves, c_leaf, "native")
         assert got.requires_grad
         weight = torch.linspace(-1.0, 1.0, got.numel(), dtype=torch.float64).reshape(got.shape)
-        (g,) = torch.autograd.grad(got, [target], weight)
+        got.backward(weight)  # .backward: the gradient accumulates into the one leaf that requires it
         ref_leaves = [a.clone().requires_grad_() for a in args]
         ref_c = c.clone().requires_grad_()
         ref = _call(op, ref_leaves, ref_c, "torch")
         ref_grads = torch.autograd.grad(ref, [*ref_leaves, ref_c], weight)
-        torch.testing.assert_close(g, ref_grads[which], rtol=1e-9, atol=1e-12)
-        assert all(t.grad is None for t in leaves + [c_leaf])
+        torch.testing.assert_close(target.grad, ref_grads[which], rtol=1e-9, atol=1e-12)
 
 
 @pytest.mark.parametrize("op", list(OPS))
@@ -84,9 +83,28 @@ def test_graph_only_when_needed(op):
 
 
 def test_every_native_op_has_an_autograd_kernel():
-    """A new op of this shape must join OPS here and kAutogradOps in csrc/autograd.cpp; the conv keeps the
-    Python autograd of hypops/ops/gyroplane_conv3d.py."""
+    """Every op of csrc/ops.cpp but the conv (whose autograd is hypops/ops/gyroplane_conv3d.py's) is served by
+    the kernel, and is in OPS here; each <op>_backward has the "not implemented" kernel."""
     skip_unless_serves("native", *OPS)
-    assert set(OPS) == set(NATIVE_OPS) - {"gyroplane_conv3d"}
-    for op in NATIVE_OPS:
+    schemas = {n.split("::")[1] for n in torch._C._dispatch_get_all_op_names() if n.startswith("hypops::")}
+    forward = {n for n in schemas if not n.endswith("_backward") and "_triton" not in n}
+    assert forward - {"gyroplane_conv3d"} == set(OPS)
+    for op in forward:
         assert torch._C._dispatch_has_kernel_for_dispatch_key(f"hypops::{op}", "Autograd"), op
+
+
+@pytest.mark.parametrize("op", ["expmap0", "dist", "gyroplane_bank", "gyroplane_conv3d"])
+def test_double_backward_raises(op):
+    """A gradient of a gradient is not implemented: it raises, rather than leaving .grad silently None."""
+    skip_unless_serves("native", op)
+    if op == "gyroplane_conv3d":
+        x = torch.full((1, 2, 3, 3, 3), 0.1, dtype=torch.float64, requires_grad=True)
+        p, a = torch.zeros(2, 2, dtype=torch.float64), torch.ones(2, 2, dtype=torch.float64)
+        out = hypops.gyroplane_conv3d(x, p, a, c=1.0, kernel_size=3, padding=1, backend="native")
+    else:
+        names, args, c = _inputs(op)
+        x = args[0].clone().requires_grad_()
+        out = _call(op, [x, *args[1:]], c, "native")
+    (g,) = torch.autograd.grad(out.sum(), x, create_graph=True)
+    with pytest.raises(RuntimeError, match=rf"derivative for hypops::{op}_backward is not implemented"):
+        g.pow(2).sum().backward()

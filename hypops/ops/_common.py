@@ -48,8 +48,6 @@ def register_rowwise(name: str, n_tensors: int, reduces: bool) -> None:
         _same_device([("grad", grad)] + list(zip(names, tensors)), c)
         return tuple(t.new_empty(t.shape) for t in tensors) + (c.new_empty(()),)
 
-    # Autograd: one C++ kernel on the Autograd key for every op of this shape (csrc/autograd.cpp).
-
 
 def native_rowwise(name: str, tensors, c, dim: int, flags=(), reduces=False, keepdim=False):
     """Calls torch.ops.hypops.<name> with the coordinate dimension moved last, and moves it back."""

@@ -1,4 +1,4 @@
-"""hypops.dist: the public function, and its native op's fake and autograd registration.
+"""hypops.dist: the public function, and its native op's fake registration (autograd: csrc/autograd.cpp).
 
 Kernels: csrc/cpu/dist_cpu.cpp (formula in csrc/common/math.h); reference: hypops.reference.dist.
 """

@@ -1,4 +1,4 @@
-"""hypops.dist2plane: the public function, and its native op's fake and autograd registration.
+"""hypops.dist2plane: the public function, and its native op's fake registration (autograd: csrc/autograd.cpp).
 
 Kernels: csrc/cpu/dist2plane_cpu.cpp (formula in csrc/common/math.h); reference: hypops.reference.dist2plane.
 """

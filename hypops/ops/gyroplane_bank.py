@@ -1,5 +1,5 @@
 """hypops.gyroplane_bank: distances from every point to every plane of a bank (the core of
-hypops.nn.Gyroplane), with its native op's fake and autograd registration.
+hypops.nn.Gyroplane), with its native op's fake registration (autograd: csrc/autograd.cpp).
 
 Kernel: csrc/cpu/gyroplane_bank_cpu.cpp (two GEMMs + the dist2plane formula of csrc/common/math.h);
 reference: hypops.reference.gyroplane_bank.
@@ -51,6 +51,3 @@ if _backend.native_error is None:
     @torch.library.register_fake("hypops::gyroplane_bank_backward")
     def _fake_backward(grad, x, p, a, c, signed, scaled):
         return x.new_empty(x.shape), p.new_empty(p.shape), a.new_empty(a.shape), c.new_empty(())
-
-    # Autograd: csrc/autograd.cpp (saves x, p, a, c; the node calls gyroplane_bank_backward).
-

@@ -1,4 +1,4 @@
-"""hypops.logmap0: the public function, and its native op's fake and autograd registration.
+"""hypops.logmap0: the public function, and its native op's fake registration (autograd: csrc/autograd.cpp).
 
 Kernels: csrc/cpu/logmap0_cpu.cpp (formula in csrc/common/math.h); reference: hypops.reference.logmap0.
 """

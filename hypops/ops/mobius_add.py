@@ -1,4 +1,4 @@
-"""hypops.mobius_add: the public function, and its native op's fake and autograd registration.
+"""hypops.mobius_add: the public function, and its native op's fake registration (autograd: csrc/autograd.cpp).
 
 Kernels: csrc/cpu/mobius_add_cpu.cpp (formula in csrc/common/math.h); reference: hypops.reference.mobius_add.
 """

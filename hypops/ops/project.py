@@ -1,4 +1,4 @@
-"""hypops.project: the public function, and its native op's fake and autograd registration.
+"""hypops.project: the public function, and its native op's fake registration (autograd: csrc/autograd.cpp).
 
 Kernels: csrc/cpu/project_cpu.cpp (formula in csrc/common/math.h); reference: hypops.reference.project.
 """

@@ -1,5 +1,5 @@
 """hypops.wrapped_normal_rsample and hypops.wrapped_normal_log_prob: the public functions, and their native
-ops' fake and autograd registration. Kernels: csrc/cpu/wrapped_normal_cpu.cpp (formulas in
+ops' fake registration (autograd: csrc/autograd.cpp). Kernels: csrc/cpu/wrapped_normal_cpu.cpp (formulas in
 csrc/common/math.h); reference: hypops.reference."""
 
 from __future__ import annotations
