@@ -210,7 +210,11 @@ std::tuple<at::Tensor, at::Tensor> unary_backward(const char* name, const at::Te
 // --- binary --------------------------------------------------------------------------------------------
 // Op (cpu/row_ops.h): static Coef2<S> coef(S xx, S yy, S xy, S dd, S c, T eps); Op::kUsesDD says whether
 // the formula reads |x - y|^2 (the forward skips that reduction otherwise); the forward takes the blocked
-// vectorised path only where Op::kBlockedForward (the backward always does).
+// vectorised path where Op::kBlockedForward, or where the rows it reads and writes fit in
+// kBlockedForwardMaxBytes (the L2 of our machines: in cache the per-row evaluation of the coefficients is what
+// costs, while on larger tensors memory does and the blocking's extra pass over a block does not pay; see
+// MobiusAddOp). The backward always blocks.
+constexpr int64_t kBlockedForwardMaxBytes = int64_t(2) << 20;
 template <typename Op>
 at::Tensor binary_forward(const char* name, const at::Tensor& x, const at::Tensor& y, const at::Tensor& c) {
   check_rows(name, {{&x, Op::arg0}, {&y, Op::arg1}});
@@ -227,7 +231,8 @@ at::Tensor binary_forward(const char* name, const at::Tensor& x, const at::Tenso
     const acc_t c_ = acc_t(cv);
     const acc_t eps = acc_t(proj_eps<scalar_t>());
     const simd::RowKernels& kern = simd::row_kernels();
-    if (Op::kBlockedForward && kern.binary_fwd_f != nullptr) {
+    const bool blocked = Op::kBlockedForward || 3 * r.N * D * int64_t(sizeof(scalar_t)) <= kBlockedForwardMaxBytes;
+    if (blocked && kern.binary_fwd_f != nullptr) {
       for_row_blocks(r.N, D, [&](int64_t b, int64_t e) {
         acc_t xx[kMaxRowBlock], yy[kMaxRowBlock], xy[kMaxRowBlock], dd[kMaxRowBlock];
         acc_t ka[kMaxRowBlock], kb[kMaxRowBlock];
