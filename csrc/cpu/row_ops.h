@@ -46,7 +46,8 @@ struct Logmap0Op {
 
 // binary: out = A x + B y.   static Coef2<S> coef(S xx, S yy, S xy, S dd, S c, T eps); kUsesDD says
 // whether the formula reads |x - y|^2 (the forward skips that reduction otherwise); kBlockedForward whether
-// the forward evaluates coef over blocks of rows in the vectorised kernels (the backward always does).
+// the forward evaluates coef over blocks of rows in the vectorised kernels at every size (else only for
+// tensors that fit in cache: cpu/rowwise.h, kBlockedForwardMaxBytes; the backward always does).
 //
 // mobius_add's forward coef is a few multiply-adds and one divide, no transcendental: the blocked forward
 // was 0.85x the per-row one on large tensors (2^20 x 64 float32, 1 thread, 7 rounds, git 13287a0; 0.92x at
