@@ -47,11 +47,12 @@ try:
 except ImportError:  # pragma: no cover
     geoopt = None
 
-CANDIDATES = ("native", "reference", "compiled", "geoopt", "native-baseline", "native-scalar")
-# Run by default; the other two are native with other CPU kernels (csrc/cpu/simd/), on request
-# (--candidates): "native-baseline" the x86-64 baseline (SSE2) build of the vectorised kernels (what a CPU
-# without AVX2 runs), "native-scalar" the plain per-pair loop on libm / Dual numbers (the kernels before
-# vectorisation), so that both compare with "native" side by side in one run.
+CANDIDATES = ("native", "reference", "compiled", "geoopt", "native-avx2", "native-baseline", "native-scalar")
+# Run by default; the other three are native with other CPU kernels (csrc/cpu/simd/), on request
+# (--candidates): "native-avx2" the AVX2+FMA build (what a CPU without AVX-512 runs), "native-baseline" the
+# x86-64 baseline (SSE2) build of the vectorised kernels (what a CPU without AVX2 runs), "native-scalar"
+# the plain per-pair loop on libm / Dual numbers (the kernels before vectorisation), so that they compare
+# with "native" side by side in one run.
 DEFAULT_CANDIDATES = ("native", "reference", "compiled", "geoopt")
 MODES = ("fwd", "fwdbwd")
 RTOL, ATOL = 2e-3, 2e-4
@@ -78,7 +79,7 @@ def make_inputs(n: int, d: int, p: int, seed: int = 0):
 # Rough peak of the broadcasting candidates in units of one [N, P, D] float32 temporary (fwd, fwdbwd),
 # from measurements with this script (reference ~3x / ~6.5x, geoopt ~3x / ~5.5x, compiled ~1x / ~2.5x),
 # rounded up. Used to skip candidates when peak memory is not measured (--no-memory, pytest).
-TEMP_FACTOR = {"reference": (4, 8), "geoopt": (4, 8), "compiled": (2, 3), "native": (0, 0), "native-baseline": (0, 0),
+TEMP_FACTOR = {"reference": (4, 8), "geoopt": (4, 8), "compiled": (2, 3), "native": (0, 0), "native-avx2": (0, 0), "native-baseline": (0, 0),
                "native-scalar": (0, 0)}
 
 
@@ -109,6 +110,7 @@ def native_with(kernels: str, x, p, a, c):
 def forward_fns(ball):
     return {
         "native": lambda x, p, a, c: native_with("best", x, p, a, c),
+        "native-avx2": lambda x, p, a, c: native_with("avx2", x, p, a, c),
         "native-baseline": lambda x, p, a, c: native_with("baseline", x, p, a, c),
         "native-scalar": lambda x, p, a, c: native_with("scalar", x, p, a, c),
         "reference": lambda x, p, a, c: reference.gyroplane_bank(x, p, a, c=c),

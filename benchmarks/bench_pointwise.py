@@ -18,10 +18,11 @@ Candidates: clone (floor; fwd cost of ``inputs[0].clone()``, shown in both modes
 (``hypops.<op>(..., backend="native")``), eager (``hypops.reference.<op>``), compiled
 (``torch.compile(hypops.reference.<op>, dynamic=False)``, compiled once per shape and mode, warmed up,
 then timed; a failure to compile is recorded in the table), geoopt (``geoopt.PoincareBall(c=1)`` methods).
-On request (``--candidates``): native-baseline and native-scalar, native with other CPU kernels
-(csrc/cpu/simd/): the x86-64 baseline (SSE2) build of the vectorised per-row stage (what a CPU without
-AVX2 runs), and the plain per-row loop on libm / Dual numbers (the kernels before vectorisation), so
-that before and after compare side by side in one run.
+On request (``--candidates``): native-avx2, native-baseline and native-scalar, native with other CPU
+kernels (csrc/cpu/simd/): the AVX2+FMA build of the vectorised per-row stage (what a CPU without AVX-512
+runs; native itself runs the best build the CPU has), the x86-64 baseline (SSE2) build (what a CPU
+without AVX2 runs), and the plain per-row loop on libm / Dual numbers (the kernels before
+vectorisation), so that before and after compare side by side in one run.
 
 Every candidate is checked against the float64 reference on the same inputs before it is timed.
 """
@@ -55,7 +56,7 @@ except ImportError:  # pragma: no cover - geoopt is a declared dependency
     geoopt = None
 
 SIZES = {"large": (1 << 20, 64), "small": (4096, 16), "toy": (256, 8)}
-CANDIDATES = ("clone", "native", "eager", "compiled", "geoopt", "native-baseline", "native-scalar")
+CANDIDATES = ("clone", "native", "eager", "compiled", "geoopt", "native-avx2", "native-baseline", "native-scalar")
 DEFAULT_CANDIDATES = ("clone", "native", "eager", "compiled", "geoopt")
 MODES = ("fwd", "fwdbwd")
 # float32 candidates vs the float64 reference: |err| <= ATOL * max(1, max|ref|) + RTOL * |ref|
@@ -128,7 +129,7 @@ def oracle_fn(op: str) -> Callable:
 _COMPILED: dict[str, Callable] = {}
 
 # candidate -> the CPU kernels it runs (hypops._C._set_cpu_kernels; "best" = the default choice)
-KERNELS = {"native": "best", "native-baseline": "baseline", "native-scalar": "scalar"}
+KERNELS = {"native": "best", "native-avx2": "avx2", "native-baseline": "baseline", "native-scalar": "scalar"}
 
 
 def with_kernels(name: str, f: Callable) -> Callable:

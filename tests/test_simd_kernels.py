@@ -1,5 +1,5 @@
 """The per-ISA CPU kernels (csrc/cpu/simd/): each instruction set the CPU runs ("baseline" = x86-64 SSE2,
-"avx2" = AVX2+FMA) against the "scalar" kernels, the plain loops that evaluate the formulas of
+"avx2" = AVX2+FMA, "avx512" = AVX-512 F/DQ/VL/BW with 512-bit vectors) against the "scalar" kernels, the plain loops that evaluate the formulas of
 csrc/common/math.h through libm and their gradients on Dual numbers (the code before vectorisation).
 This pins the vectorised asinh/tanh/artanh/log (csrc/cpu/simd/lane.h) to libm, and, for the gyroplane bank
 and for every row op (forward and backward, grad_c included), the vectorised per-block stage to the scalar
@@ -23,16 +23,26 @@ if _backend.native_error is not None:  # pragma: no cover
 from hypops import _C  # noqa: E402
 
 
-def _cpu_has_avx2_fma() -> bool:
+def _cpu_flags() -> set:
     try:
         with open("/proc/cpuinfo") as f:
-            flags = next((line for line in f if line.startswith("flags")), "").split()
+            return set(next((line for line in f if line.startswith("flags")), "").split())
     except OSError:  # pragma: no cover
-        return False
-    return "avx2" in flags and "fma" in flags
+        return set()
 
 
-KERNELS = ["baseline"] + (["avx2"] if _cpu_has_avx2_fma() else [])
+def _cpu_has_avx2_fma() -> bool:
+    return {"avx2", "fma"} <= _cpu_flags()
+
+
+def _cpu_has_avx512() -> bool:
+    return _cpu_has_avx2_fma() and {"avx512f", "avx512dq", "avx512vl", "avx512bw"} <= _cpu_flags()
+
+
+KERNELS = (
+    ["baseline"] + (["avx2"] if _cpu_has_avx2_fma() else []) + (["avx512"] if _cpu_has_avx512() else [])
+)
+BEST = KERNELS[-1]
 
 
 @pytest.fixture
@@ -47,8 +57,17 @@ def test_default_choice():
     want = os.environ.get("HYPOPS_CPU_KERNELS")
     if want in ("baseline", "scalar"):
         assert _C.cpu_kernels() == want
-    else:
+    elif want == "avx2":
         assert _C.cpu_kernels() == ("avx2" if _cpu_has_avx2_fma() else "baseline")
+    else:  # unset, "best", or one this CPU cannot run: the best it can
+        assert _C.cpu_kernels() == BEST
+
+
+def test_unsupported_kernels_raise(kernels):
+    if _cpu_has_avx512():
+        pytest.skip("this CPU runs every kernel set")
+    with pytest.raises(ValueError):
+        kernels("avx512")
 
 
 def test_unknown_kernels_raise(kernels):

@@ -26,6 +26,7 @@ struct Isa {
 const Isa kScalar{&scalar_kernels, &scalar_row_kernels};
 const Isa kBaseline{&isa_baseline::kernels, &isa_baseline::row_kernels};
 const Isa kAvx2{&isa_avx2::kernels, &isa_avx2::row_kernels};
+const Isa kAvx512{&isa_avx512::kernels, &isa_avx512::row_kernels};
 
 bool cpu_has_avx2_fma() {
 #if defined(__x86_64__) && defined(__GNUC__)
@@ -35,11 +36,24 @@ bool cpu_has_avx2_fma() {
   return false;
 #endif
 }
+bool cpu_has_avx512() {
+#if defined(__x86_64__) && defined(__GNUC__)
+  __builtin_cpu_init();
+  return cpu_has_avx2_fma() && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq") &&
+         __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512bw");
+#else
+  return false;
+#endif
+}
 
 const Isa* choose(const char* name) {
-  if (name == nullptr || std::strcmp(name, "avx2") == 0 || std::strcmp(name, "best") == 0) {
-    return cpu_has_avx2_fma() ? &kAvx2 : &kBaseline;
+  // The default: AVX-512 where the CPU has it (in one process, against AVX2: the gyroplane bank's forward
+  // 1.25x and backward 1.1x faster at D = P = 32; the row ops within noise), else AVX2+FMA, else baseline.
+  if (name == nullptr || std::strcmp(name, "best") == 0) {
+    return cpu_has_avx512() ? &kAvx512 : cpu_has_avx2_fma() ? &kAvx2 : &kBaseline;
   }
+  if (std::strcmp(name, "avx2") == 0) return cpu_has_avx2_fma() ? &kAvx2 : &kBaseline;
+  if (std::strcmp(name, "avx512") == 0) return cpu_has_avx512() ? &kAvx512 : nullptr;
   if (std::strcmp(name, "baseline") == 0) return &kBaseline;
   if (std::strcmp(name, "scalar") == 0) return &kScalar;
   return nullptr;

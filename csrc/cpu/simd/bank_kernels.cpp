@@ -41,7 +41,7 @@
 #include "cpu/simd/lane.h"
 
 #ifndef HYPOPS_ISA
-#error "HYPOPS_ISA must name the instruction-set namespace (isa_baseline, isa_avx2)"
+#error "HYPOPS_ISA must name the instruction-set namespace (isa_baseline, isa_avx2, isa_avx512)"
 #endif
 
 namespace hypops {
@@ -102,8 +102,9 @@ template <typename T, bool SIGNED, bool SCALED> double bwd_row_inside(const Bank
   const T *fA = a.inside, *fcpa = fA + P, *fK = fA + 2 * P, *fan = fA + 3 * P, *fcpaA = fA + 4 * P,
           *fpaA = fA + 5 * P, *fhaa = fA + 6 * P;
   T *ldd = a.ldd + n * P, *lda = a.lda + n * P;
-  double *smp = a.smp, *smpa = a.smpa, *sma = a.sma;
-  double rxn = 0, gcn = 0;
+  T *smp = a.smp, *smpa = a.smpa, *sma = a.sma;
+  // The row's sums in T (P terms each): double accumulators would halve the vectors and add conversions.
+  T rxn = 0, gcn = 0;
 #pragma omp simd reduction(+ : rxn, gcn)
   for (int64_t k = 0; k < P; ++k) {
     T dd = xx - T(2) * xp[k] + pp[k];
@@ -111,22 +112,23 @@ template <typename T, bool SIGNED, bool SCALED> double bwd_row_inside(const Bank
     const T kb = fK[k] * inv_b;
     const T z = (fA[k] * (xa[k] - pa[k]) - fcpa[k] * dd) * kb;
     const T s = SIGNED ? T(1) : (z < T(0) ? T(-1) : (z > T(0) ? T(1) : T(0)));
-    const T u = asinh_lane(SIGNED ? z : z * s) * inv_sc;  // the unscaled value
-    const T gs = SCALED ? g[k] * fan[k] : g[k];           // g d(value)/d(unscaled value)
-    const T w = gs * s * inv_sc / sqrt_t(T(1) + z * z);   // g d(value)/dz
+    const T root = sqrt_t(T(1) + z * z);                            // |z| <= 768 inside the gate
+    const T u = asinh_with_root(SIGNED ? z : z * s, root) * inv_sc;  // the unscaled value
+    const T gs = SCALED ? g[k] * fan[k] : g[k];                      // g d(value)/d(unscaled value)
+    const T w = gs * s * inv_sc / root;                              // g d(value)/dz
     const T l_dd = -w * fcpa[k] * kb, l_da = w * fA[k] * kb;
     T l_aa = -w * z * fhaa[k];
     if (SCALED) l_aa = l_aa + g[k] * u * fan[k] * fhaa[k];  // out/(2|a|) = u |a| / (2|a|^2)
     ldd[k] = l_dd;
     lda[k] = l_da;
-    smp[k] += double(T(2) * (-w * dd * fcpaA[k] * kb + l_dd));
-    smpa[k] += double(-w * c * dd * kb - l_da);
-    sma[k] += double(T(2) * l_aa);
-    rxn += double(T(2) * (w * z * c_inv_b + l_dd));
-    gcn += double(w * (z * zc_factor - dd * fpaA[k] * kb) - gs * u * half_inv_c);
+    smp[k] += T(2) * (-w * dd * fcpaA[k] * kb + l_dd);
+    smpa[k] += -w * c * dd * kb - l_da;
+    sma[k] += T(2) * l_aa;
+    rxn += T(2) * (w * z * c_inv_b + l_dd);
+    gcn += w * (z * zc_factor - dd * fpaA[k] * kb) - gs * u * half_inv_c;
   }
-  a.rx[n] = T(rxn);
-  return gcn;
+  a.rx[n] = rxn;
+  return double(gcn);
 }
 
 template <typename T, bool SIGNED, bool SCALED> __attribute__((flatten)) double bwd_row(const BankBwd<T>& a, int64_t n) {
@@ -136,7 +138,7 @@ template <typename T, bool SIGNED, bool SCALED> __attribute__((flatten)) double 
   const T xx = a.xx[n];
   const T *xp = a.xp + n * P, *xa = a.xa + n * P, *g = a.g + n * P, *pp = a.pp, *aa = a.aa, *pa = a.pa;
   T *ldd = a.ldd + n * P, *lda = a.lda + n * P;
-  double *smp = a.smp, *smpa = a.smpa, *sma = a.sma;
+  T *smp = a.smp, *smpa = a.smpa, *sma = a.sma;
   const double cv = a.c;  // a Lane made in the loop: a Lane local outside it is copied as an aggregate,
                           // which stops the vectoriser ("more than one data ref in stmt")
   double rxn = 0, gcn = 0;
@@ -149,9 +151,9 @@ template <typename T, bool SIGNED, bool SCALED> __attribute__((flatten)) double 
     const double gk = double(g[k]);
     ldd[k] = T(gk * l.dd.v);
     lda[k] = T(gk * l.da.v);
-    smp[k] += double(T(2 * gk * (l.pp.v + l.dd.v)));
-    smpa[k] += double(T(gk * (l.pa.v - l.da.v)));
-    sma[k] += double(T(2 * gk * l.aa.v));
+    smp[k] += T(2 * gk * (l.pp.v + l.dd.v));
+    smpa[k] += T(gk * (l.pa.v - l.da.v));
+    sma[k] += T(2 * gk * l.aa.v);
     rxn += 2 * gk * (l.xx.v + l.dd.v);
     gcn += gk * l.c.v;
   }
@@ -203,6 +205,10 @@ namespace isa_avx2 {
 extern const BankKernels kernels;
 const BankKernels kernels = isa_baseline::kernels;
 }  // namespace isa_avx2
+namespace isa_avx512 {
+extern const BankKernels kernels;
+const BankKernels kernels = isa_baseline::kernels;
+}  // namespace isa_avx512
 }  // namespace simd
 }  // namespace hypops
 #endif

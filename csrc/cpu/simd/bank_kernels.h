@@ -24,10 +24,12 @@ template <typename T> struct BankFwd {
   const T* inside;
 };
 // Backward adds the incoming gradient g [N, P] and writes, per pair, ldd = g l_dd, lda = g l_da, per point
-// rx = sum_k 2 g (l_xx + l_dd), and adds to the per-plane column sums (double, [P] each; the caller gives
-// every task its own) smp += 2 g (l_pp + l_dd), smpa += g (l_pa - l_da), sma += 2 g l_aa (the l_* are the
-// partials of dist2plane_value; see gyroplane_bank_cpu.cpp). The column sums are all the input gradients
-// need of those three, so they are never stored per pair. Double rows evaluate the partials in double;
+// rx = sum_k 2 g (l_xx + l_dd), and adds to the per-plane column sums ([P] each, in T; the caller gives
+// every task its own and moves them into double sums every kBankFlushRows rows, so that the loop carries
+// no float -> double conversion and no T sum runs over more than that many rows) smp += 2 g (l_pp + l_dd),
+// smpa += g (l_pa - l_da), sma += 2 g l_aa (the l_* are the partials of dist2plane_value; see
+// gyroplane_bank_cpu.cpp). The column sums are all the input gradients need of those three, so they are
+// never stored per pair. Double rows evaluate the partials in double;
 // float rows in float where that is exact and safe (see bwd_plane_margin), else in double (the partials
 // can exceed float's range near the sphere where the value does not). Rows inside the gate take the
 // inside form, in T.
@@ -37,10 +39,12 @@ template <typename T> struct BankBwd {
   int64_t P;
   bool is_signed, scaled;
   T *ldd, *lda, *rx;
-  double *smp, *smpa, *sma;
+  T *smp, *smpa, *sma;
   double plane_margin;
   const T* inside;
 };
+
+constexpr int64_t kBankFlushRows = 16;
 
 // The inside gate, per bank: min_k (1 - c|p_k|^2) when every plane has a finite |p|^2 inside the ball and
 // a normal with INSIDE_MIN_AA < |a|^2 < 1e30 (else 0, which sends every row to the general formula). Row
@@ -123,12 +127,14 @@ inline double run_bwd(const BankKernels& k, const BankBwd<double>& a, int64_t n)
 // Defined by each per-ISA translation unit.
 namespace isa_baseline { extern const BankKernels kernels; }
 namespace isa_avx2 { extern const BankKernels kernels; }
+namespace isa_avx512 { extern const BankKernels kernels; }
 
-// The kernels in use: AVX2+FMA when the CPU has both, else the baseline x86-64 (SSE2) build. The
-// environment variable HYPOPS_CPU_KERNELS (read once) may ask for "baseline" or "scalar" (a table of
-// null functions: the caller runs its plain libm loop, the reference for tests and benchmarks).
+// The kernels in use: AVX-512 (F, DQ, VL, BW, with FMA; 512-bit vectors) when the CPU has it, else
+// AVX2+FMA, else the baseline x86-64 (SSE2) build. The environment variable HYPOPS_CPU_KERNELS (read
+// once) may ask for "avx2", "baseline" or "scalar" (a table of null functions: the caller runs its plain
+// libm loop, the reference for tests and benchmarks).
 const BankKernels& bank_kernels();
-// Name of the kernels in use ("avx2", "baseline" or "scalar").
+// Name of the kernels in use ("avx512", "avx2", "baseline" or "scalar").
 const char* kernels_name();
 // Switches the kernels (tests); returns false when the CPU cannot run the requested ones.
 bool set_kernels(const char* name);

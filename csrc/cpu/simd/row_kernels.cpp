@@ -22,7 +22,7 @@
 #include "cpu/simd/lane.h"
 
 #ifndef HYPOPS_ISA
-#error "HYPOPS_ISA must name the instruction-set namespace (isa_baseline, isa_avx2)"
+#error "HYPOPS_ISA must name the instruction-set namespace (isa_baseline, isa_avx2, isa_avx512)"
 #endif
 
 namespace hypops {
@@ -239,6 +239,10 @@ namespace isa_avx2 {
 extern const RowKernels row_kernels;
 const RowKernels row_kernels = isa_baseline::row_kernels;
 }  // namespace isa_avx2
+namespace isa_avx512 {
+extern const RowKernels row_kernels;
+const RowKernels row_kernels = isa_baseline::row_kernels;
+}  // namespace isa_avx512
 }  // namespace simd
 }  // namespace hypops
 #endif

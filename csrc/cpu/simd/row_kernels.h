@@ -127,6 +127,7 @@ inline double run(const RowKernels& k, const PlaneBwd<double>& a) { return k.pla
 // Defined by each per-ISA translation unit (row_kernels.cpp).
 namespace isa_baseline { extern const RowKernels row_kernels; }
 namespace isa_avx2 { extern const RowKernels row_kernels; }
+namespace isa_avx512 { extern const RowKernels row_kernels; }
 
 // The row kernels in use, chosen with the bank kernels (bank_kernels.h: kernels_name, set_kernels). For
 // "scalar" every entry is null and the caller runs its plain per-row loop (libm, Dual<double>).
