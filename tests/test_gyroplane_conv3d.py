@@ -294,27 +294,37 @@ def test_many_tiles(backend, monkeypatch):
 
 
 @pytest.mark.parametrize("layout", ["per-offset", "tied"])
-@pytest.mark.parametrize("shape", ["voxel-range tiles", "whole-item tiles"])
+@pytest.mark.parametrize("shape", ["voxel-range tiles", "whole-item tiles", "y-row tiles", "z-range tiles"])
 def test_tiles_and_chunks_strided_dilated(backend, layout, shape, monkeypatch):
-    """The native driver (csrc/common/gyroplane_conv3d.h) and the Triton one (same layout) tile output rows as
-    voxel ranges of one batch item (large grids) or as groups of whole items (small grids, many items), and
-    evaluate tied planes in chunks of padded x-planes or of whole items, whose outputs are found through stride
-    and dilation. Several tiles / chunks of each kind, with stride 2, dilation 2 and uneven padding, forward and
+    """The native driver (csrc/common/gyroplane_conv3d.h) tiles the output grid in boxes: whole x-planes of one
+    batch item (large grids; the Triton driver: flat voxel ranges of one item), whole y-rows of one x-plane or a
+    z-range of one row (larger planes, rows), or groups of whole items (small grids, many items); both evaluate
+    tied planes in chunks of padded x-planes or of whole items, whose outputs are found through stride and
+    dilation. Several tiles / chunks of each kind, with stride 2, dilation 2 and uneven padding, forward and
     every gradient against the reference."""
     if backend == "torch":
         pytest.skip("the reference does not tile")
     c = 0.7
     if backend == "triton":  # the same kinds of tiles and chunks (hypops/_triton/gyroplane_conv3d.py), smaller
+        if shape in ("y-row tiles", "z-range tiles"):
+            pytest.skip("the Triton driver tiles flat voxel ranges (covered by 'voxel-range tiles')")
         _triton_tiles_and_chunks(layout, shape, c, monkeypatch)
         return
-    # tile rows = max(input + output entries / 10, 2^14) / C_out: here 409 rows against 1144 output voxels per
-    # item (3 tiles per item; tied: 1 padded plane of 270 voxels per chunk, 25 chunks per item), and 1024 rows
-    # against 18 output voxels per item (3 tiles of up to 56 items; tied: chunks of 3 whole items of 288
-    # padded voxels)
+    # tile rows T = max(input + output entries / 10, 2^14) / C_out. Output grids and tiles per item:
+    # voxel-range: T = 409 against 11 x 13 x 8 outputs, x-planes of 104: boxes of 3 planes (4 per item); tied:
+    #   1 padded plane of 270 voxels per chunk, 25 chunks per item;
+    # whole-item: T = 1024 against 18 outputs per item (3 tiles of up to 56 items; tied: chunks of 3 whole items
+    #   of 288 padded voxels);
+    # y-row: T = 256 against 2 x 38 x 10 outputs (planes of 380 > T): boxes of 25 y-rows, then 13 (2 per x-plane);
+    # z-range: T = 256 against 1 x 1 x 300 outputs (one row > T): z-ranges of 256 and 44.
     if shape == "voxel-range tiles":
         B, D, C, grid = 2, 3, 40, (21, 15, 16)
-    else:
+    elif shape == "whole-item tiles":
         B, D, C, grid = 150, 2, 16, (5, 4, 6)
+    elif shape == "y-row tiles":
+        B, D, C, grid = 1, 2, 64, (3, 40, 20)
+    else:
+        B, D, C, grid = 1, 2, 64, (1, 3, 600)
     x = _grid(B, D, grid, c, seed=31)
     p, a = _weights(C, D, (3, 2, 3), c, seed=32, tied=layout == "tied")
     kw = dict(kernel_size=(3, 2, 3), stride=(2, 1, 2), dilation=(2, 2, 1), padding=(2, 0, 1))

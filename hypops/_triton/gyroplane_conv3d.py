@@ -2,7 +2,9 @@
 comment) with the Triton gyroplane bank (gyroplane_bank.py: torch GEMMs + the Triton dist2plane kernel) as the
 step: tiles of output rows are whole batch items or voxel ranges of one item, each written straight into the
 channels-first output (backward copies each tile's gradient rows); tied planes run in disjoint chunks of padded
-x-planes of one item or of whole items.
+x-planes of one item or of whole items. (The native driver's tiles are boxes of the output grid, so that its
+gathers and gradient adds run on strided views: on the CPU index_add_ sorts its indices. Here the flat voxel
+ranges gather by index; not measured on a GPU.)
 
 For one kernel offset the window sum is a gyroplane bank over the input voxels that offset reads, so the
 convolution is a loop over (tiles of output voxels) x (offsets) of bank calls accumulated into the tile's
