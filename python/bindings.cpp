@@ -41,13 +41,13 @@ PYBIND11_MODULE(_C, m) {
   m.attr("has_openmp") = false;
 #endif
   m.attr("simd") = simd_level();  // what the build targets; the hot loops dispatch at run time:
-  // which per-ISA CPU kernels run (csrc/cpu/simd/): "avx512", "avx2", "baseline" or "scalar".
+  // which per-ISA CPU kernels run (csrc/cpu/simd/): "avx512", "avx2", "baseline", "scalar" or "scalar-avx2".
   m.def("cpu_kernels", [] { return std::string(hypops::simd::kernels_name()); });
   m.def("_set_cpu_kernels", [](const std::string& name) {
     if (!hypops::simd::set_kernels(name.c_str())) {
       throw py::value_error("hypops: CPU kernels '" + name + "' are unknown or unsupported by this CPU");
     }
-  }, "Switch the CPU kernels (tests and benchmarks): 'avx512', 'avx2', 'baseline' or 'scalar'.");
+  }, "Switch the CPU kernels (tests and benchmarks): 'avx512', 'avx2', 'baseline', 'scalar' or 'scalar-avx2'.");
   // The vectorised asinh of the kernels in use, over a list (tests compare it with libm's).
   m.def("_kernel_asinh", [](const std::vector<double>& xs, bool as_float) {
     const auto& k = hypops::simd::bank_kernels();

@@ -45,6 +45,13 @@ KERNELS = (
 BEST = KERNELS[-1]
 
 
+def reference_kernels(name: str) -> str:
+    """The plain loops to compare kernels `name` with: "scalar-avx2" (their sweeps over the rows in AVX2+FMA
+    code, csrc/cpu/rows.h) for the AVX2 and AVX-512 kernels, which run their sweeps so, else "scalar". Then
+    both sides share the float reductions of the sweeps and differ only in the per-row (per-pair) stage."""
+    return "scalar-avx2" if name in ("avx2", "avx512") else "scalar"
+
+
 @pytest.fixture
 def kernels():
     """Yields a function that switches the CPU kernels; restores the previous choice afterwards."""
@@ -55,7 +62,7 @@ def kernels():
 
 def test_default_choice():
     want = os.environ.get("HYPOPS_CPU_KERNELS")
-    if want in ("baseline", "scalar"):
+    if want in ("baseline", "scalar") or (want == "scalar-avx2" and _cpu_has_avx2_fma()):
         assert _C.cpu_kernels() == want
     elif want == "avx2":
         assert _C.cpu_kernels() == ("avx2" if _cpu_has_avx2_fma() else "baseline")
@@ -304,7 +311,7 @@ def _row_close(label, got, want, rtol, keep, typical):
 
 
 def _row_tols(dtype, level):
-    """(forward, backward, grad_c) rtol. The two paths share the sweeps; they differ in the scalar stage
+    """(forward, backward, grad_c) rtol. The two paths share the sweeps (reference_kernels); they differ in the scalar stage
     by 1-3 ulp of tanh/artanh/asinh, by FMA contraction (avx2), and in dist2plane's backward by the
     hand-derived partials against the Dual evaluation. Measured worst cases (both kernels, every op, D and
     c here): interior float64 1.2e-15 forward, 1.9e-14 backward; float32 6.9e-7 forward, backward
@@ -340,7 +347,7 @@ def test_row_kernels_match_scalar(kernels, name, dtype, level, d, op):
         for c in (1e-3, 1.0, 10.0):
             args, keep = _row_inputs(op, d, c, level, dtype)
             ct = torch.tensor(c, dtype=dtype)
-            kernels("scalar")
+            kernels(reference_kernels(name))
             out_shape = getattr(torch.ops.hypops, op)(*args, ct, *flags).shape
             g = torch.randn(out_shape, generator=gen(5), dtype=torch.float64).to(dtype)
             want, want_g = _row_call(op, args, ct, flags, g)
@@ -371,7 +378,7 @@ def test_row_kernels_half_types(kernels, name, dtype, op):
     flags = (True, False) if op == "dist2plane" else ()
     args, _ = _row_inputs(op, 16, 1.0, "interior", dtype)
     ct = torch.tensor(1.0, dtype=dtype)
-    kernels("scalar")
+    kernels(reference_kernels(name))
     out_shape = getattr(torch.ops.hypops, op)(*args, ct, *flags).shape
     g = torch.randn(out_shape, generator=gen(5), dtype=torch.float64).to(dtype)
     want, want_g = _row_call(op, args, ct, flags, g)
@@ -397,3 +404,19 @@ def test_row_kernels_follow_the_switch(kernels):
     got = torch.ops.hypops.logmap0(x, ct)
     assert not torch.equal(got, want)
     torch.testing.assert_close(got, want, rtol=1e-13, atol=0)
+
+
+@pytest.mark.skipif(not _cpu_has_avx2_fma(), reason="the CPU has no AVX2+FMA")
+def test_avx2_sweeps_follow_the_switch(kernels):
+    """The row ops' sweeps run other code under "scalar-avx2" (and the AVX2 and AVX-512 kernels) than under
+    "scalar": float32 reductions of 8-float vectors with FMA round differently from the baseline's 4-float
+    ones somewhere over many rows (so reference_kernels really pairs each kernel set with its own sweeps)."""
+    x = sample("point", 4096, 64, 1.0, gen(3)).to(torch.float32)
+    v = sample("tangent", 4096, 64, 1.0, gen(4)).to(torch.float32)
+    ct = torch.tensor(1.0)
+    outs = {}
+    for k in ("scalar", "scalar-avx2"):
+        kernels(k)
+        outs[k] = torch.ops.hypops.expmap(x, v, ct)
+    assert not torch.equal(outs["scalar"], outs["scalar-avx2"])
+    torch.testing.assert_close(outs["scalar-avx2"], outs["scalar"], rtol=1e-4, atol=1e-6)

@@ -71,7 +71,7 @@ at::Tensor dist2plane_cpu(const at::Tensor& x, const at::Tensor& p, const at::Te
     const acc_t c_ = acc_t(cv);
     const simd::RowKernels& kern = simd::row_kernels();
     if (kern.plane_fwd_f != nullptr) {
-      for_row_blocks(r.N, r.D, [&](int64_t b, int64_t e) {
+      for_row_blocks(r.N, r.D, [&](int64_t b, int64_t e) HYPOPS_SWEEP {
         constexpr int64_t B = kMaxRowBlock;
         acc_t xx[B], pp[B], aa[B], pa[B], dd[B], da[B], o[B];
         for (int64_t i = b; i < e; ++i) {
@@ -81,13 +81,13 @@ at::Tensor dist2plane_cpu(const at::Tensor& x, const at::Tensor& p, const at::Te
         }
         simd::run(kern, simd::PlaneFwd<acc_t>{xx, pp, aa, pa, dd, da, o, c_, e - b, is_signed, scaled});
         for (int64_t i = b; i < e; ++i) O[i] = scalar_t(o[i - b]);
-      });
+      }, kern.avx2_sweeps);
       return;
     }
-    for_rows(r.N, r.D, [&](int64_t i) {
+    for_rows(r.N, r.D, [&](int64_t i) HYPOPS_SWEEP {
       const auto q = plane_reductions<scalar_t, acc_t>(X(i), P(i), A(i), r.D);
       O[i] = scalar_t(dist2plane_value(q.xx, q.pp, q.aa, q.pa, q.dd, q.da, c_, is_signed, scaled));
-    });
+    }, kern.avx2_sweeps);
   });
   return out;
 }
@@ -116,7 +116,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> dist2plane_backward_c
     const int64_t D = r.D;
     const simd::RowKernels& kern = simd::row_kernels();
     if (kern.plane_bwd_f != nullptr) {
-      gc = sum_row_blocks(r.N, D, [&](int64_t b, int64_t e) {
+      gc = sum_row_blocks(r.N, D, [&](int64_t b, int64_t e) HYPOPS_SWEEP {
         constexpr int64_t B = kMaxRowBlock;
         acc_t xx[B], pp[B], aa[B], pa[B], dd[B], da[B], gi[B];
         acc_t lxx[B], lpp[B], laa[B], lpa[B], ldd[B], lda[B];
@@ -133,10 +133,10 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> dist2plane_backward_c
                         lda[j], D);
         }
         return s;
-      });
+      }, kern.avx2_sweeps);
       return;
     }
-    gc = sum_rows(r.N, D, [&](int64_t i) {
+    gc = sum_rows(r.N, D, [&](int64_t i) HYPOPS_SWEEP {
       const scalar_t *xi = X(i), *pi = P(i), *ai = A(i);
       const auto q = plane_reductions<scalar_t, acc_t>(xi, pi, ai, D);
       const Du l = dist2plane_value(Du::var(q.xx, 0), Du::var(q.pp, 1), Du::var(q.aa, 2), Du::var(q.pa, 3),
@@ -146,7 +146,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> dist2plane_backward_c
                   ldd = 2 * gi * l.d[4], lda = gi * l.d[5];
       plane_bwd_out(GX + i * D, GP + i * D, GA + i * D, xi, pi, ai, lxx, lpp, laa, lpa, ldd, lda, D);
       return gi * l.d[6];
-    });
+    }, kern.avx2_sweeps);
   });
   return {reduce_to(gx, r.shape, x), reduce_to(gp, r.shape, p), reduce_to(ga, r.shape, a), grad_c_tensor(gc, c)};
 }

@@ -57,7 +57,7 @@ at::Tensor dist_cpu(const at::Tensor& x, const at::Tensor& y, const at::Tensor& 
     const acc_t c_ = acc_t(cv);
     const simd::RowKernels& kern = simd::row_kernels();
     if (kern.dist_fwd_f != nullptr) {
-      for_row_blocks(r.N, D, [&](int64_t b, int64_t e) {
+      for_row_blocks(r.N, D, [&](int64_t b, int64_t e) HYPOPS_SWEEP {
         acc_t xx[kMaxRowBlock], yy[kMaxRowBlock], dd[kMaxRowBlock], o[kMaxRowBlock];
         for (int64_t i = b; i < e; ++i) {
           const auto q = dist_red<acc_t>(X(i), Y(i), D);
@@ -65,13 +65,13 @@ at::Tensor dist_cpu(const at::Tensor& x, const at::Tensor& y, const at::Tensor& 
         }
         simd::run(kern, simd::DistFwd<acc_t>{xx, yy, dd, o, c_, e - b});
         for (int64_t i = b; i < e; ++i) O[i] = scalar_t(o[i - b]);
-      });
+      }, kern.avx2_sweeps);
       return;
     }
-    for_rows(r.N, D, [&](int64_t i) {
+    for_rows(r.N, D, [&](int64_t i) HYPOPS_SWEEP {
       const auto q = dist_red<acc_t>(X(i), Y(i), D);
       O[i] = scalar_t(dist_value(q.xx, q.yy, q.dd, c_));
-    });
+    }, kern.avx2_sweeps);
   });
   return out;
 }
@@ -98,7 +98,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> dist_backward_cpu(const at::Tenso
     const int64_t D = r.D;
     const simd::RowKernels& kern = simd::row_kernels();
     if (kern.dist_bwd_f != nullptr) {
-      gc = sum_row_blocks(r.N, D, [&](int64_t b, int64_t e) {
+      gc = sum_row_blocks(r.N, D, [&](int64_t b, int64_t e) HYPOPS_SWEEP {
         acc_t xx[kMaxRowBlock], yy[kMaxRowBlock], dd[kMaxRowBlock], gi[kMaxRowBlock];
         acc_t x2[kMaxRowBlock], y2[kMaxRowBlock], d2[kMaxRowBlock];
         for (int64_t i = b; i < e; ++i) {
@@ -110,17 +110,17 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> dist_backward_cpu(const at::Tenso
           dist_bwd_out(GX + i * D, GY + i * D, X(i), Y(i), x2[i - b], y2[i - b], d2[i - b], D);
         }
         return s;
-      });
+      }, kern.avx2_sweeps);
       return;
     }
-    gc = sum_rows(r.N, D, [&](int64_t i) {
+    gc = sum_rows(r.N, D, [&](int64_t i) HYPOPS_SWEEP {
       const auto q = dist_red<acc_t>(X(i), Y(i), D);
       const Du l = dist_value(Du::var(q.xx, 0), Du::var(q.yy, 1), Du::var(q.dd, 2), Du::var(cv, 3));
       const acc_t gi = acc_t(G[i]);
       const acc_t x2 = 2 * gi * l.d[0], y2 = 2 * gi * l.d[1], d2 = 2 * gi * l.d[2];
       dist_bwd_out(GX + i * D, GY + i * D, X(i), Y(i), x2, y2, d2, D);
       return gi * l.d[3];
-    });
+    }, kern.avx2_sweeps);
   });
   return {reduce_to(gx, r.shape, x), reduce_to(gy, r.shape, y), grad_c_tensor(gc, c)};
 }

@@ -52,8 +52,45 @@ template <typename scalar_t> Row<scalar_t> row_of(const at::Tensor& m) {
 // Rows per task: enough work per task (~32K elements) that scheduling costs nothing.
 inline int64_t row_grain(int64_t D) { return std::max<int64_t>(1, 32768 / std::max<int64_t>(D, 1)); }
 
-template <typename F> void for_rows(int64_t N, int64_t D, const F& f) {
+// The sweeps over the rows in AVX2+FMA code. This module is compiled for the x86-64 baseline (SSE2: 4
+// floats a vector, no FMA), so the sweeps of the row ops (the reductions over a row and the writing of the
+// output rows) ran 4 floats at a time. Where the CPU has AVX2 and FMA (the caller passes avx2 = true when
+// the row kernels in use are the AVX2 or AVX-512 ones: RowKernels::avx2_sweeps), the loops below run the
+// caller's function inside a function with target("avx2,fma"); that function is an always_inline lambda
+// (HYPOPS_SWEEP), so gcc compiles its body a second time there, with 8-float vectors and FMA. (A callee
+// that is not inlined keeps its baseline code, so nothing compiled for AVX2 is reachable without the
+// check.) In one process against the baseline sweeps, expmap forward and backward: 1.1x at 4096 x 16,
+// 1.2-1.4x at 2048 x 32 to 1024 x 128, 1.13x at 2^18 x 64. 512-bit vectors were slower than 256-bit
+// ones at every size measured (0.77-0.84x of the baseline at D = 16: a row is one vector and the six
+// reductions' horizontal sums dominate).
+#if defined(__GNUC__) && defined(__x86_64__)
+#define HYPOPS_AVX2_TARGET __attribute__((target("avx2,fma")))
+#define HYPOPS_SWEEP __attribute__((always_inline))
+#else
+#define HYPOPS_AVX2_TARGET
+#define HYPOPS_SWEEP
+#endif
+template <typename F> HYPOPS_AVX2_TARGET void each_row_avx2(const F& f, int64_t b, int64_t e) {
+  for (int64_t i = b; i < e; ++i) f(i);
+}
+template <typename F> HYPOPS_AVX2_TARGET void each_block_avx2(const F& f, int64_t b, int64_t e, int64_t B) {
+  for (int64_t i = b; i < e; i += B) f(i, std::min(e, i + B));
+}
+template <typename F> HYPOPS_AVX2_TARGET double sum_rows_avx2(const F& f, int64_t b, int64_t e) {
+  double acc = 0;
+  for (int64_t i = b; i < e; ++i) acc += double(f(i));
+  return acc;
+}
+template <typename F> HYPOPS_AVX2_TARGET double sum_blocks_avx2(const F& f, int64_t b, int64_t e, int64_t B) {
+  double acc = 0;
+  for (int64_t i = b; i < e; i += B) acc += f(i, std::min(e, i + B));
+  return acc;
+}
+
+// f(i) for every row; avx2: see above (f must then be a HYPOPS_SWEEP lambda).
+template <typename F> void for_rows(int64_t N, int64_t D, const F& f, bool avx2 = false) {
   at::parallel_for(0, N, row_grain(D), [&](int64_t b, int64_t e) {
+    if (avx2) return each_row_avx2(f, b, e);
     for (int64_t i = b; i < e; ++i) f(i);
   });
 }
@@ -73,19 +110,22 @@ inline int64_t row_block(int64_t D) {
   return std::min<int64_t>(kMaxRowBlock, std::max<int64_t>(16, 1024 / std::max<int64_t>(D, 1)));
 }
 
-// f(b, e) over consecutive blocks [b, e) of at most row_block(D) rows, the tasks split as for_rows does.
-template <typename F> void for_row_blocks(int64_t N, int64_t D, const F& f) {
+// f(b, e) over consecutive blocks [b, e) of at most row_block(D) rows, the tasks split as for_rows does;
+// avx2 as for for_rows.
+template <typename F> void for_row_blocks(int64_t N, int64_t D, const F& f, bool avx2 = false) {
   const int64_t B = row_block(D);
   at::parallel_for(0, N, std::max(row_grain(D), B), [&](int64_t b, int64_t e) {
+    if (avx2) return each_block_avx2(f, b, e, B);
     for (int64_t i = b; i < e; i += B) f(i, std::min(e, i + B));
   });
 }
 // Sum over blocks of f(b, e) (a double: the gradient of c), accumulated in double per task.
-template <typename F> double sum_row_blocks(int64_t N, int64_t D, const F& f) {
+template <typename F> double sum_row_blocks(int64_t N, int64_t D, const F& f, bool avx2 = false) {
   const int64_t B = row_block(D);
   return at::parallel_reduce(
       0, N, std::max(row_grain(D), B), 0.0,
       [&](int64_t b, int64_t e, double acc) {
+        if (avx2) return acc + sum_blocks_avx2(f, b, e, B);
         for (int64_t i = b; i < e; i += B) acc += f(i, std::min(e, i + B));
         return acc;
       },
@@ -93,10 +133,11 @@ template <typename F> double sum_row_blocks(int64_t N, int64_t D, const F& f) {
 }
 
 // Sum over rows of f(i) (the gradient of c), accumulated in double per task.
-template <typename F> double sum_rows(int64_t N, int64_t D, const F& f) {
+template <typename F> double sum_rows(int64_t N, int64_t D, const F& f, bool avx2 = false) {
   return at::parallel_reduce(
       0, N, row_grain(D), 0.0,
       [&](int64_t b, int64_t e, double acc) {
+        if (avx2) return acc + sum_rows_avx2(f, b, e);
         for (int64_t i = b; i < e; ++i) acc += double(f(i));
         return acc;
       },

@@ -144,19 +144,19 @@ template <typename Op> at::Tensor unary_forward(const char* name, const at::Tens
     const simd::RowKernels& kern = simd::row_kernels();
     if constexpr (Op::kBlocked) {
       if (kern.unary_fwd_f != nullptr) {
-        for_row_blocks(r.N, D, [&](int64_t b, int64_t e) {
+        for_row_blocks(r.N, D, [&](int64_t b, int64_t e) HYPOPS_SWEEP {
           acc_t xx[kMaxRowBlock], k[kMaxRowBlock];
           for (int64_t i = b; i < e; ++i) xx[i - b] = row_sq<acc_t>(X(i), D);
           simd::run(kern, Op::kOp, simd::UnaryFwd<acc_t>{xx, k, c_, eps, e - b});
           for (int64_t i = b; i < e; ++i) row_scale(O + i * D, X(i), k[i - b], D);
-        });
+        }, kern.avx2_sweeps);
         return;
       }
     }
-    for_rows(r.N, D, [&](int64_t i) {
+    for_rows(r.N, D, [&](int64_t i) HYPOPS_SWEEP {
       const acc_t k = Op::coef(row_sq<acc_t>(X(i), D), c_, eps);
       row_scale(O + i * D, X(i), k, D);
-    });
+    }, kern.avx2_sweeps);
   });
   return out;
 }
@@ -181,7 +181,7 @@ std::tuple<at::Tensor, at::Tensor> unary_backward(const char* name, const at::Te
     const simd::RowKernels& kern = simd::row_kernels();
     if constexpr (Op::kBlocked) {
       if (kern.unary_bwd_f != nullptr) {
-        gc = sum_row_blocks(r.N, D, [&](int64_t b, int64_t e) {
+        gc = sum_row_blocks(r.N, D, [&](int64_t b, int64_t e) HYPOPS_SWEEP {
           acc_t xx[kMaxRowBlock], gxv[kMaxRowBlock], ka[kMaxRowBlock], kb[kMaxRowBlock];
           for (int64_t i = b; i < e; ++i) {
             const auto q = unary_bwd_red<acc_t>(G(i), X(i), D);
@@ -192,17 +192,17 @@ std::tuple<at::Tensor, at::Tensor> unary_backward(const char* name, const at::Te
               simd::run(kern, Op::kOp, simd::UnaryBwd<acc_t>{xx, gxv, ka, kb, cv, double(eps), e - b});
           for (int64_t i = b; i < e; ++i) unary_bwd_out(GX + i * D, G(i), X(i), ka[i - b], kb[i - b], D);
           return s;
-        });
+        }, kern.avx2_sweeps);
         return;
       }
     }
-    gc = sum_rows(r.N, D, [&](int64_t i) {
+    gc = sum_rows(r.N, D, [&](int64_t i) HYPOPS_SWEEP {
       const auto q = unary_bwd_red<acc_t>(G(i), X(i), D);
       const Du k = Op::coef(Du::var(q.xx, 0), Du::var(cv, 1), double(eps));
       const acc_t a = k.v, b = acc_t(2) * q.gx * k.d[0];
       unary_bwd_out(GX + i * D, G(i), X(i), a, b, D);
       return q.gx * k.d[1];
-    });
+    }, kern.avx2_sweeps);
   });
   return {reduce_to(gx, r.shape, x), grad_c_tensor(gc, c)};
 }
@@ -233,7 +233,7 @@ at::Tensor binary_forward(const char* name, const at::Tensor& x, const at::Tenso
     const simd::RowKernels& kern = simd::row_kernels();
     const bool blocked = Op::kBlockedForward || 3 * r.N * D * int64_t(sizeof(scalar_t)) <= kBlockedForwardMaxBytes;
     if (blocked && kern.binary_fwd_f != nullptr) {
-      for_row_blocks(r.N, D, [&](int64_t b, int64_t e) {
+      for_row_blocks(r.N, D, [&](int64_t b, int64_t e) HYPOPS_SWEEP {
         acc_t xx[kMaxRowBlock], yy[kMaxRowBlock], xy[kMaxRowBlock], dd[kMaxRowBlock];
         acc_t ka[kMaxRowBlock], kb[kMaxRowBlock];
         for (int64_t i = b; i < e; ++i) {
@@ -245,14 +245,14 @@ at::Tensor binary_forward(const char* name, const at::Tensor& x, const at::Tenso
         }
         simd::run(kern, Op::kOp, simd::BinaryFwd<acc_t>{xx, yy, xy, dd, ka, kb, c_, eps, e - b});
         for (int64_t i = b; i < e; ++i) binary_out(O + i * D, X(i), Y(i), ka[i - b], kb[i - b], D);
-      });
+      }, kern.avx2_sweeps);
       return;
     }
-    for_rows(r.N, D, [&](int64_t i) {
+    for_rows(r.N, D, [&](int64_t i) HYPOPS_SWEEP {
       const auto q = binary_red<Op::kUsesDD, acc_t>(X(i), Y(i), D);
       const Coef2<acc_t> k = Op::coef(q.xx, q.yy, q.xy, q.dd, c_, eps);
       binary_out(O + i * D, X(i), Y(i), k.a, k.b, D);
-    });
+    }, kern.avx2_sweeps);
   });
   return out;
 }
@@ -280,7 +280,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> binary_backward(const char* name,
     const acc_t eps = acc_t(proj_eps<scalar_t>());
     const simd::RowKernels& kern = simd::row_kernels();
     if (kern.binary_bwd_f != nullptr) {
-      gc = sum_row_blocks(r.N, D, [&](int64_t b, int64_t e) {
+      gc = sum_row_blocks(r.N, D, [&](int64_t b, int64_t e) HYPOPS_SWEEP {
         constexpr int64_t B = kMaxRowBlock;
         acc_t xx[B], yy[B], xy[B], dd[B], gxv[B], gyv[B];
         acc_t ka[B], kb[B], x2[B], y2[B], xyc[B], d2[B];
@@ -296,10 +296,10 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> binary_backward(const char* name,
           binary_bwd_out(GX + i * D, GY + i * D, G(i), X(i), Y(i), ka[j], kb[j], x2[j], y2[j], xyc[j], d2[j], D);
         }
         return s;
-      });
+      }, kern.avx2_sweeps);
       return;
     }
-    gc = sum_rows(r.N, D, [&](int64_t i) {
+    gc = sum_rows(r.N, D, [&](int64_t i) HYPOPS_SWEEP {
       const auto q = binary_bwd_red<acc_t>(G(i), X(i), Y(i), D);
       const Coef2<Du> k = Op::coef(Du::var(q.xx, 0), Du::var(q.yy, 1), Du::var(q.xy, 2), Du::var(q.dd, 3),
                                    Du::var(cv, 4), double(eps));
@@ -308,7 +308,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> binary_backward(const char* name,
       binary_bwd_out(GX + i * D, GY + i * D, G(i), X(i), Y(i), acc_t(k.a.v), acc_t(k.b.v), acc_t(2 * l[0]),
                      acc_t(2 * l[1]), acc_t(l[2]), acc_t(2 * l[3]), D);
       return l[4];
-    });
+    }, kern.avx2_sweeps);
   });
   return {reduce_to(gx, r.shape, x), reduce_to(gy, r.shape, y), grad_c_tensor(gc, c)};
 }

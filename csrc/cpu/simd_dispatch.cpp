@@ -17,6 +17,16 @@ const BankKernels scalar_kernels = {"scalar", nullptr, nullptr, nullptr, nullptr
 // Likewise for the row kernels (cpu/rowwise.h, dist_cpu.cpp, dist2plane_cpu.cpp): their plain per-row
 // loops on libm and Dual<double>.
 const RowKernels scalar_row_kernels = {"scalar"};  // every function pointer null
+// "scalar-avx2": the same plain loops, with the sweeps over the rows in AVX2+FMA code as the AVX2 and AVX-512
+// kernels run them (cpu/rows.h). The reference for those two in tests: the float reductions of the sweeps are
+// then the same on both sides, which leaves only the per-row stage to compare.
+const BankKernels scalar_avx2_kernels = {"scalar-avx2", nullptr, nullptr, nullptr, nullptr, nullptr, nullptr};
+RowKernels scalar_avx2_rows() {
+  RowKernels k{"scalar-avx2"};
+  k.avx2_sweeps = true;
+  return k;
+}
+const RowKernels scalar_avx2_row_kernels = scalar_avx2_rows();
 
 // One instruction set's tables, chosen together.
 struct Isa {
@@ -24,6 +34,7 @@ struct Isa {
   const RowKernels* rows;
 };
 const Isa kScalar{&scalar_kernels, &scalar_row_kernels};
+const Isa kScalarAvx2{&scalar_avx2_kernels, &scalar_avx2_row_kernels};
 const Isa kBaseline{&isa_baseline::kernels, &isa_baseline::row_kernels};
 const Isa kAvx2{&isa_avx2::kernels, &isa_avx2::row_kernels};
 const Isa kAvx512{&isa_avx512::kernels, &isa_avx512::row_kernels};
@@ -56,6 +67,7 @@ const Isa* choose(const char* name) {
   if (std::strcmp(name, "avx512") == 0) return cpu_has_avx512() ? &kAvx512 : nullptr;
   if (std::strcmp(name, "baseline") == 0) return &kBaseline;
   if (std::strcmp(name, "scalar") == 0) return &kScalar;
+  if (std::strcmp(name, "scalar-avx2") == 0) return cpu_has_avx2_fma() ? &kScalarAvx2 : nullptr;
   return nullptr;
 }
 

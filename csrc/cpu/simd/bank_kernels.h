@@ -132,9 +132,10 @@ namespace isa_avx512 { extern const BankKernels kernels; }
 // The kernels in use: AVX-512 (F, DQ, VL, BW, with FMA; 512-bit vectors) when the CPU has it, else
 // AVX2+FMA, else the baseline x86-64 (SSE2) build. The environment variable HYPOPS_CPU_KERNELS (read
 // once) may ask for "avx2", "baseline" or "scalar" (a table of null functions: the caller runs its plain
-// libm loop, the reference for tests and benchmarks).
+// libm loop, the reference for tests and benchmarks; "scalar-avx2" is the same with the row ops' sweeps in
+// AVX2 code, simd_dispatch.cpp).
 const BankKernels& bank_kernels();
-// Name of the kernels in use ("avx512", "avx2", "baseline" or "scalar").
+// Name of the kernels in use ("avx512", "avx2", "baseline", "scalar" or "scalar-avx2").
 const char* kernels_name();
 // Switches the kernels (tests); returns false when the CPU cannot run the requested ones.
 bool set_kernels(const char* name);

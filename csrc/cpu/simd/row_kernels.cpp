@@ -225,7 +225,12 @@ const RowKernels row_kernels = {
     &binary_fwd_any<float>, &binary_fwd_any<double>, &binary_bwd_any<float>, &binary_bwd_any<double>,
     &dist_fwd<float>,       &dist_fwd<double>,       &dist_bwd<float>,       &dist_bwd<double>,
     &plane_fwd<float>,      &plane_fwd<double>,      &plane_bwd<float>,      &plane_bwd<double>,
-    &math_array<float>,     &math_array<double>};
+    &math_array<float>,     &math_array<double>,
+#if defined(__AVX2__) && defined(__FMA__)
+    true};
+#else
+    false};
+#endif
 
 }  // namespace HYPOPS_ISA
 }  // namespace simd

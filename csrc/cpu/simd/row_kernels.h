@@ -104,6 +104,9 @@ struct RowKernels {
   double (*plane_bwd_d)(const PlaneBwd<double>&);
   void (*math_f)(LaneFn, const float* in, float* out, int64_t n);
   void (*math_d)(LaneFn, const double* in, double* out, int64_t n);
+  // The callers' sweeps over the rows may run in AVX2+FMA code (cpu/rows.h: the loops' avx2 argument):
+  // true for the AVX2 and AVX-512 kernels, which run only on a CPU that has AVX2 and FMA.
+  bool avx2_sweeps;
 };
 
 // Overloads picking the table entry for the accumulation type.
