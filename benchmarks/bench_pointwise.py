@@ -132,6 +132,23 @@ _COMPILED: dict[str, Callable] = {}
 KERNELS = {"native": "best", "native-avx2": "avx2", "native-baseline": "baseline", "native-scalar": "scalar"}
 
 
+def kernels_available(name: str) -> bool:
+    """Whether this build and CPU run the candidate's CPU kernels (native-avx2 needs AVX2+FMA)."""
+    kernels = KERNELS[name]
+    if kernels == "best":
+        return True
+    if not hasattr(hypops._C, "_set_cpu_kernels"):
+        return False
+    before = hypops._C.cpu_kernels()
+    try:
+        hypops._C._set_cpu_kernels(kernels)
+        return True
+    except ValueError:
+        return False
+    finally:
+        hypops._C._set_cpu_kernels(before)
+
+
 def with_kernels(name: str, f: Callable) -> Callable:
     """f with the candidate's CPU kernels switched on first. The kernels are chosen when an op runs, so a
     fwd+bwd step (forward, then autograd's backward) runs both with them (candidates take turns)."""

@@ -1,6 +1,8 @@
 """The per-ISA CPU kernels (csrc/cpu/simd/): each instruction set the CPU runs ("baseline" = x86-64 SSE2,
-"avx2" = AVX2+FMA, "avx512" = AVX-512 F/DQ/VL/BW with 512-bit vectors) against the "scalar" kernels, the plain loops that evaluate the formulas of
-csrc/common/math.h through libm and their gradients on Dual numbers (the code before vectorisation).
+"avx2" = AVX2+FMA, "avx512" = AVX-512 F/DQ/VL/BW with 512-bit vectors) against the "scalar" kernels, the
+plain loops that evaluate the formulas of csrc/common/math.h through libm and their gradients on Dual
+numbers (the code before vectorisation; "scalar-avx2" for the row ops under avx2 and avx512: the same loops
+inside the same AVX2 sweeps, see reference_kernels).
 This pins the vectorised asinh/tanh/artanh/log (csrc/cpu/simd/lane.h) to libm, and, for the gyroplane bank
 and for every row op (forward and backward, grad_c included), the vectorised per-block stage to the scalar
 per-row one, on interior and extreme inputs."""
@@ -233,10 +235,11 @@ def test_bank_inside_gate_edges(kernels, name, dtype, tiny_normal, flags):
 
 
 # --- row ops -------------------------------------------------------------------------------------------------
-# op -> argument kinds (hyptest.sample). project is not here: it has no vectorised stage (ProjectOp::kBlocked
-# is false in csrc/cpu/row_ops.h: one sqrt and a scale per row cost less than blocking), so every kernel
-# table runs the same per-row code for it.
+# op -> argument kinds (hyptest.sample). project has no vectorised stage (ProjectOp::kBlocked is false in
+# csrc/cpu/row_ops.h: one sqrt and a scale per row cost less than blocking), but its per-row loop runs in the
+# AVX2 sweeps under the AVX2 and AVX-512 kernels, so it is compared too.
 ROW_OPS = {
+    "project": ("point",),
     "expmap0": ("tangent",),
     "logmap0": ("point",),
     "expmap": ("point", "tangent"),

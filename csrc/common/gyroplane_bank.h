@@ -12,7 +12,7 @@
 namespace hypops {
 
 // sMp, sMpa, sMa: the column sums [P] (colsum(Mp), ...), in X's dtype. Taking the sums rather than the
-// [N, P] arrays lets the CPU kernel accumulate them inside its per-pair loop (in double, per task) and never
+// [N, P] arrays lets the CPU kernel accumulate them inside its per-pair loop (per task) and never
 // store Mp, Mpa, Ma. In-place GEMMs: no temporaries beyond the three results (the conv driver calls this once
 // per tile and offset).
 inline std::tuple<at::Tensor, at::Tensor, at::Tensor> bank_input_grads(

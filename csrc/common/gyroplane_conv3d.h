@@ -365,7 +365,7 @@ inline std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> backward(
       const at::Tensor gt = output_box(grad, t).to(acc).reshape({n, g.C});
       for (int64_t k = 0; k < g.K; ++k) {
         auto [gx, gp, ga, gck] = bank_backward(gt, input_box(in5, g, t, k).reshape({n, g.D}), P[k], A[k], cc);
-        input_box(gin5, g, t, k).add_(gx.view(t.box(g.D)));
+        input_box(gin5, g, t, k).add_(gx.reshape(t.box(g.D)));
         gP[k].add_(gp);
         gA[k].add_(ga);
         gc.add_(gck);

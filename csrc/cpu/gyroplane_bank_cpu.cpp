@@ -11,13 +11,14 @@
 //   grad_p = p * colsum(2 l_pp + 2 l_dd) + a * colsum(l_pa - l_da) - 2 L_dd^T X
 //   grad_a = a * colsum(2 l_aa) + p * colsum(l_pa - l_da) + L_da^T X
 // i.e. again GEMMs plus O(N P) scalar work; the three column sums are accumulated by the per-pair kernel
-// (per task, in double), so only L_dd and L_da are stored per pair.
+// (per task: in the row type over kBankFlushRows rows, then in double), so only L_dd and L_da are stored
+// per pair.
 //
 // That per-pair scalar work (forward and backward) runs in csrc/cpu/simd/bank_kernels.cpp, vectorised
-// across planes and compiled per instruction set (AVX2+FMA or the SSE2 baseline, chosen at run time).
-// The plain loops below evaluate the same formula through libm, one pair at a time; they run only when
-// the kernels are set to "scalar" (HYPOPS_CPU_KERNELS=scalar or hypops._C._set_cpu_kernels), as the
-// reference that tests and benchmarks compare the vectorised kernels with.
+// across planes and compiled per instruction set (AVX-512, AVX2+FMA or the SSE2 baseline, chosen at run
+// time). The plain loops below evaluate the same formula through libm, one pair at a time; they run only
+// when the kernels are set to "scalar" or "scalar-avx2" (HYPOPS_CPU_KERNELS or hypops._C._set_cpu_kernels),
+// as the reference that tests and benchmarks compare the vectorised kernels with.
 #include <torch/library.h>
 
 #include <vector>

@@ -19,7 +19,9 @@
 //  - scalar (HYPOPS_CPU_KERNELS=scalar, or hypops._C._set_cpu_kernels("scalar")): the formula through
 //    libm and Dual<double>, one row at a time -- the code before vectorisation, kept as the reference the
 //    tests (tests/test_simd_kernels.py) and benchmarks compare the vectorised path with.
-// Both paths share the sweeps below, so they differ only in that stage.
+// Both paths share the sweeps below (compiled for AVX2+FMA, cpu/rows.h, under the AVX2 and AVX-512 kernels
+// and "scalar-avx2"; for the baseline under "baseline" and "scalar"), so kernels and their reference
+// differ only in that stage.
 #pragma once
 
 #include <tuple>

@@ -17,9 +17,10 @@ const BankKernels scalar_kernels = {"scalar", nullptr, nullptr, nullptr, nullptr
 // Likewise for the row kernels (cpu/rowwise.h, dist_cpu.cpp, dist2plane_cpu.cpp): their plain per-row
 // loops on libm and Dual<double>.
 const RowKernels scalar_row_kernels = {"scalar"};  // every function pointer null
-// "scalar-avx2": the same plain loops, with the sweeps over the rows in AVX2+FMA code as the AVX2 and AVX-512
-// kernels run them (cpu/rows.h). The reference for those two in tests: the float reductions of the sweeps are
-// then the same on both sides, which leaves only the per-row stage to compare.
+// "scalar-avx2": the same plain loops, run inside the AVX2+FMA sweeps as the AVX2 and AVX-512 kernels run
+// their sweeps (cpu/rows.h; so the per-row formulas, where gcc inlines them there, are compiled with FMA
+// too and differ from "scalar" by ulps). The reference for those two in tests: the float reductions of the
+// sweeps are then the same on both sides, which leaves only the per-row stage to compare.
 const BankKernels scalar_avx2_kernels = {"scalar-avx2", nullptr, nullptr, nullptr, nullptr, nullptr, nullptr};
 RowKernels scalar_avx2_rows() {
   RowKernels k{"scalar-avx2"};

@@ -1,6 +1,7 @@
 // The per-pair scalar stage of the gyroplane bank, vectorised across the P planes of a point.
 // Compiled once per instruction set (CMakeLists.txt): HYPOPS_ISA names the namespace (isa_baseline:
-// the x86-64 baseline, SSE2; isa_avx2: -mavx2 -mfma), and simd_dispatch.cpp picks one at run time.
+// the x86-64 baseline, SSE2; isa_avx2: -mavx2 -mfma; isa_avx512: AVX-512 F/DQ/VL/BW with 512-bit vectors),
+// and simd_dispatch.cpp picks one at run time.
 //
 // How (and why not the alternatives):
 //  - Rows well inside the ball (bank_kernels.h: the inside gate, AB > 1/8 for every plane) take the

@@ -131,7 +131,8 @@ namespace isa_avx512 { extern const BankKernels kernels; }
 
 // The kernels in use: AVX-512 (F, DQ, VL, BW, with FMA; 512-bit vectors) when the CPU has it, else
 // AVX2+FMA, else the baseline x86-64 (SSE2) build. The environment variable HYPOPS_CPU_KERNELS (read
-// once) may ask for "avx2", "baseline" or "scalar" (a table of null functions: the caller runs its plain
+// once) may ask for "best" (the default), "avx512", "avx2", "baseline" or "scalar" (a table of null
+// functions: the caller runs its plain
 // libm loop, the reference for tests and benchmarks; "scalar-avx2" is the same with the row ops' sweeps in
 // AVX2 code, simd_dispatch.cpp).
 const BankKernels& bank_kernels();

@@ -143,16 +143,6 @@ template <typename T> inline T log1p_ge0(T y) {
 //   |z| >  BIG: asinh|z| = log|z| + ln 2                             (1 + z^2 rounds to z^2 there)
 // BIG = 2^28 (double) / 2^12 (float). Both branches are computed and one is selected; each branch
 // gets a harmless argument in the lanes where it is not used, so no Inf/NaN is formed even transiently.
-// asinh(z) for |z| <= BIG given root = sqrt(1 + z^2): the small branch of asinh_lane below, for callers
-// that need the root anyway (the bank's backward: d asinh(z)/dz = 1/root), so the lane takes one sqrt.
-template <typename T> inline T asinh_with_root(T z, T root) {
-  const T a = z < T(0) ? -z : z;
-  const T y = a + a * a / (T(1) + root);
-  const T u = T(1) + y;
-  const T r = log_ge1(u) - ((u - T(1)) - y) / u;
-  return z < T(0) ? -r : r;
-}
-
 template <typename T> inline T asinh_lane(T z) {
   const T big_at = std::is_same_v<T, double> ? T(268435456.0) : T(4096.0f);
   const T a = z < T(0) ? -z : z;
@@ -165,6 +155,15 @@ template <typename T> inline T asinh_lane(T z) {
   const T u = T(1) + y;
   const T l = log_ge1(big ? a : u);
   const T r = big ? l + T(0.6931471805599453) : l - ((u - T(1)) - y) / u;  // the second: log1p_ge0's correction
+  return z < T(0) ? -r : r;
+}
+// asinh(z) for |z| <= BIG given root = sqrt(1 + z^2): the small branch of asinh_lane above, for callers
+// that need the root anyway (the bank's backward: d asinh(z)/dz = 1/root), so the lane takes one sqrt.
+template <typename T> inline T asinh_with_root(T z, T root) {
+  const T a = z < T(0) ? -z : z;
+  const T y = a + a * a / (T(1) + root);
+  const T u = T(1) + y;
+  const T r = log_ge1(u) - ((u - T(1)) - y) / u;
   return z < T(0) ? -r : r;
 }
 // exp(y) - 1 for 0 <= y <= 40 (tanh below needs no more), written like log_ge1 for the vectoriser:
