@@ -130,6 +130,11 @@ inline at::Tensor padded_rows(const at::Tensor& x, const Geometry& g) {
       .view({g.n_pad(), g.D});
 }
 
+// Kernel offset k as (kx, ky, kz): offsets are numbered kz fastest, as p's [C_out, D, kx, ky, kz] (planes()).
+inline Triple kernel_offset(const Geometry& g, int64_t k) {
+  return {k / (g.ks[2] * g.ks[1]), (k / g.ks[2]) % g.ks[1], k % g.ks[2]};
+}
+
 // Tied weights are evaluated in chunks of the padded input: several whole batch items [b0, b1), or padded
 // x-planes [xp0, xp1) of one item (b1 = b0 + 1), as many as fit in T rows (at least one plane). Either way
 // its rows are contiguous in the padded input, and the chunk's [rows, C] values (forward) or gradients
@@ -168,7 +173,7 @@ inline at::Tensor chunk5(const at::Tensor& f_rows, const Geometry& g, const Chun
 // adds stride through memory by C: 3x slower for the whole tied forward at C = 32).
 inline bool chunk_views(const Geometry& g, int64_t k, const Chunk& c, const at::Tensor& chunk,
                         const at::Tensor& out, at::Tensor& chunk_part, at::Tensor& out_part) {
-  const int64_t kk[3] = {k / (g.ks[2] * g.ks[1]), (k / g.ks[2]) % g.ks[1], k % g.ks[2]};
+  const Triple kk = kernel_offset(g, k);
   const int64_t s = g.stride[0], off = kk[0] * g.dil[0];
   if (c.xp1 - 1 - off < 0) return false;
   const int64_t ox0 = c.xp0 - off <= 0 ? 0 : (c.xp0 - off + s - 1) / s;
@@ -246,7 +251,7 @@ inline at::Tensor output_box(const at::Tensor& bfxyz, const Tile& t) {
 // The inputs that kernel offset k reads for the tile's outputs: a [nb, nx, ny, nz, D] view of the padded
 // rows seen as [B, Xp, Yp, Zp, D] (output o reads padded voxel o * stride + k * dilation).
 inline at::Tensor input_box(const at::Tensor& rows5, const Geometry& g, const Tile& t, int64_t k) {
-  const int64_t kk[3] = {k / (g.ks[2] * g.ks[1]), (k / g.ks[2]) % g.ks[1], k % g.ks[2]};
+  const Triple kk = kernel_offset(g, k);
   at::Tensor v = rows5.slice(0, t.b0, t.b1);
   for (int i = 0; i < 3; ++i) {
     const int64_t start = t.lo[i] * g.stride[i] + kk[i] * g.dil[i];
