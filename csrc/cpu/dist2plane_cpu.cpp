@@ -22,25 +22,22 @@ template <typename scalar_t, typename acc_t> struct PlaneRed {
   acc_t xx = 0, pp = 0, aa = 0, pa = 0, dd = 0, da = 0;
 };
 
-template <typename scalar_t, typename acc_t>
+template <typename scalar_t, typename acc_t> HYPOPS_SWEEP
 inline PlaneRed<scalar_t, acc_t> plane_reductions(const scalar_t* xi, const scalar_t* pi, const scalar_t* ai,
                                                   int64_t D) {
-  acc_t xx = 0, pp = 0, aa = 0, pa = 0, dd = 0, da = 0;
-_Pragma("omp simd reduction(+ : xx, pp, aa, pa, dd, da)")
-  for (int64_t d = 0; d < D; ++d) {
-    const acc_t xv = acc_t(xi[d]), pv = acc_t(pi[d]), av = acc_t(ai[d]);
-    const acc_t df = xv - pv;
-    xx += xv * xv;
-    pp += pv * pv;
-    aa += av * av;
-    pa += pv * av;
-    dd += df * df;
-    da += df * av;
-  }
-  return {xx, pp, aa, pa, dd, da};
+  const auto s = row_sums<6, acc_t>(D, [](auto* s, auto x, auto p, auto a) HYPOPS_SWEEP {
+    const auto df = x - p;
+    s[0] += x * x;
+    s[1] += p * p;
+    s[2] += a * a;
+    s[3] += p * a;
+    s[4] += df * df;
+    s[5] += df * a;
+  }, xi, pi, ai);
+  return {s[0], s[1], s[2], s[3], s[4], s[5]};
 }
 
-template <typename acc_t, typename scalar_t>
+template <typename acc_t, typename scalar_t> HYPOPS_SWEEP
 inline void plane_bwd_out(scalar_t* ox, scalar_t* op, scalar_t* oa, const scalar_t* xi, const scalar_t* pi,
                           const scalar_t* ai, acc_t lxx, acc_t lpp, acc_t laa, acc_t lpa, acc_t ldd, acc_t lda,
                           int64_t D) {

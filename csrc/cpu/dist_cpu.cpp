@@ -17,19 +17,17 @@ namespace {
 template <typename acc_t> struct DistRed {
   acc_t xx, yy, dd;
 };
-template <typename acc_t, typename scalar_t>
+template <typename acc_t, typename scalar_t> HYPOPS_SWEEP
 inline DistRed<acc_t> dist_red(const scalar_t* xi, const scalar_t* yi, int64_t D) {
-  acc_t xx = 0, yy = 0, dd = 0;
-_Pragma("omp simd reduction(+ : xx, yy, dd)")
-  for (int64_t d = 0; d < D; ++d) {
-    const acc_t xv = acc_t(xi[d]), yv = acc_t(yi[d]);
-    xx += xv * xv;
-    yy += yv * yv;
-    dd += (xv - yv) * (xv - yv);
-  }
-  return {xx, yy, dd};
+  const auto s = row_sums<3, acc_t>(D, [](auto* s, auto x, auto y) HYPOPS_SWEEP {
+    const auto df = x - y;
+    s[0] += x * x;
+    s[1] += y * y;
+    s[2] += df * df;
+  }, xi, yi);
+  return {s[0], s[1], s[2]};
 }
-template <typename acc_t, typename scalar_t>
+template <typename acc_t, typename scalar_t> HYPOPS_SWEEP
 inline void dist_bwd_out(scalar_t* ox, scalar_t* oy, const scalar_t* xi, const scalar_t* yi, acc_t x2, acc_t y2,
                          acc_t d2, int64_t D) {
 _Pragma("omp simd")

@@ -8,6 +8,9 @@
 #include <ATen/Parallel.h>
 
 #include <algorithm>
+#include <array>
+#include <cstring>
+#include <type_traits>
 #include <vector>
 
 #include "common/checks.h"
@@ -86,6 +89,54 @@ template <typename F> HYPOPS_AVX2_TARGET double sum_blocks_avx2(const F& f, int6
   for (int64_t i = b; i < e; i += B) acc += f(i, std::min(e, i + B));
   return acc;
 }
+
+// K sums over one row at once (the reductions of a sweep: |x|^2, <x,y>, ...): step(s, v...) adds the terms
+// of one position to s[0..K) given the rows' values v there, and is called on 32-byte vectors of acc_t (gcc's
+// vector extension: one register in the AVX2 sweeps, two SSE2 ones in the baseline build) and then on
+// scalars for the last D % lanes positions. Each sum is one vector of lanes added up once at the end with
+// shuffles. Why not `omp simd reduction`: gcc implements that reduction through a per-lane array on the stack,
+// summed lane by lane in a scalar loop after the vector loop (perf: in expmap's backward at 1024 x 64 that
+// epilogue cost about as much as the vector loop itself). Rows of another type than acc_t (float16,
+// bfloat16) take a plain loop.
+// (They are always inlined, so the -Wpsabi note about passing 32-byte vectors without AVX does not apply.)
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wpsabi"
+template <typename T> struct Lanes {
+  typedef T vec __attribute__((vector_size(32)));
+  static constexpr int64_t kWidth = 32 / sizeof(T);
+};
+template <typename T> HYPOPS_SWEEP inline typename Lanes<T>::vec load_lanes(const T* p) {
+  typename Lanes<T>::vec v;
+  std::memcpy(&v, p, sizeof(v));
+  return v;
+}
+template <typename T> HYPOPS_SWEEP inline T sum_lanes(typename Lanes<T>::vec v) {
+  if constexpr (Lanes<T>::kWidth == 8) {
+    const auto h = __builtin_shufflevector(v, v, 0, 1, 2, 3) + __builtin_shufflevector(v, v, 4, 5, 6, 7);
+    const auto q = __builtin_shufflevector(h, h, 0, 1) + __builtin_shufflevector(h, h, 2, 3);
+    return q[0] + q[1];
+  } else {
+    const auto h = __builtin_shufflevector(v, v, 0, 1) + __builtin_shufflevector(v, v, 2, 3);
+    return h[0] + h[1];
+  }
+}
+template <int K, typename acc_t, typename F, typename scalar_t, typename... R>
+HYPOPS_SWEEP inline std::array<acc_t, K> row_sums(int64_t D, const F& step, const scalar_t* r0, const R*... rs) {
+  std::array<acc_t, K> out{};
+  int64_t d = 0;
+  if constexpr (std::is_same_v<scalar_t, acc_t>) {
+    using V = typename Lanes<acc_t>::vec;
+    constexpr int64_t W = Lanes<acc_t>::kWidth;
+    V s[K] = {};
+    for (; d + W <= D; d += W) step(s, load_lanes(r0 + d), load_lanes(rs + d)...);
+    for (int k = 0; k < K; ++k) out[k] = sum_lanes<acc_t>(s[k]);
+  }
+  acc_t t[K] = {};
+  for (; d < D; ++d) step(t, acc_t(r0[d]), acc_t(rs[d])...);
+  for (int k = 0; k < K; ++k) out[k] += t[k];
+  return out;
+}
+#pragma GCC diagnostic pop
 
 // f(i) for every row; avx2: see above (f must then be a HYPOPS_SWEEP lambda).
 template <typename F> void for_rows(int64_t N, int64_t D, const F& f, bool avx2 = false) {

@@ -33,14 +33,15 @@
 namespace hypops {
 
 // --- the sweeps, shared by both paths --------------------------------------------------------------------
-template <typename acc_t, typename scalar_t> inline acc_t row_sq(const scalar_t* xi, int64_t D) {
-  acc_t xx = 0;
-_Pragma("omp simd reduction(+ : xx)")
-  for (int64_t d = 0; d < D; ++d) xx += acc_t(xi[d]) * acc_t(xi[d]);
-  return xx;
+// Each helper is HYPOPS_SWEEP (always inlined) so that it is compiled into the AVX2 sweeps of cpu/rows.h: a
+// helper gcc chose not to inline ran its baseline (SSE2) code there (seen in mobius_add's per-row forward once
+// its reductions grew).
+template <typename acc_t, typename scalar_t> HYPOPS_SWEEP
+inline acc_t row_sq(const scalar_t* xi, int64_t D) {
+  return row_sums<1, acc_t>(D, [](auto* s, auto x) HYPOPS_SWEEP { s[0] += x * x; }, xi)[0];
 }
-template <typename acc_t, typename scalar_t> inline void row_scale(scalar_t* oi, const scalar_t* xi, acc_t k,
-                                                                   int64_t D) {
+template <typename acc_t, typename scalar_t> HYPOPS_SWEEP
+inline void row_scale(scalar_t* oi, const scalar_t* xi, acc_t k, int64_t D) {
 _Pragma("omp simd")
   for (int64_t d = 0; d < D; ++d) oi[d] = scalar_t(k * acc_t(xi[d]));
 }
@@ -48,18 +49,15 @@ _Pragma("omp simd")
 template <typename acc_t> struct UnaryBwdRed {
   acc_t xx, gx;
 };
-template <typename acc_t, typename scalar_t>
+template <typename acc_t, typename scalar_t> HYPOPS_SWEEP
 inline UnaryBwdRed<acc_t> unary_bwd_red(const scalar_t* gi, const scalar_t* xi, int64_t D) {
-  acc_t xx = 0, gxv = 0;
-_Pragma("omp simd reduction(+ : xx, gxv)")
-  for (int64_t d = 0; d < D; ++d) {
-    const acc_t xv = acc_t(xi[d]);
-    xx += xv * xv;
-    gxv += acc_t(gi[d]) * xv;
-  }
-  return {xx, gxv};
+  const auto s = row_sums<2, acc_t>(D, [](auto* s, auto g, auto x) HYPOPS_SWEEP {
+    s[0] += x * x;
+    s[1] += g * x;
+  }, gi, xi);
+  return {s[0], s[1]};
 }
-template <typename acc_t, typename scalar_t>
+template <typename acc_t, typename scalar_t> HYPOPS_SWEEP
 inline void unary_bwd_out(scalar_t* o, const scalar_t* gi, const scalar_t* xi, acc_t a, acc_t b, int64_t D) {
 _Pragma("omp simd")
   for (int64_t d = 0; d < D; ++d) o[d] = scalar_t(a * acc_t(gi[d]) + b * acc_t(xi[d]));
@@ -68,30 +66,27 @@ _Pragma("omp simd")
 template <typename acc_t> struct BinaryRed {
   acc_t xx, yy, xy, dd;
 };
-template <bool kDD, typename acc_t, typename scalar_t>
+template <bool kDD, typename acc_t, typename scalar_t> HYPOPS_SWEEP
 inline BinaryRed<acc_t> binary_red(const scalar_t* xi, const scalar_t* yi, int64_t D) {
-  acc_t xx = 0, yy = 0, xy = 0, dd = 0;
   if constexpr (kDD) {
-_Pragma("omp simd reduction(+ : xx, yy, xy, dd)")
-    for (int64_t d = 0; d < D; ++d) {
-      const acc_t xv = acc_t(xi[d]), yv = acc_t(yi[d]);
-      xx += xv * xv;
-      yy += yv * yv;
-      xy += xv * yv;
-      dd += (xv - yv) * (xv - yv);
-    }
+    const auto s = row_sums<4, acc_t>(D, [](auto* s, auto x, auto y) HYPOPS_SWEEP {
+      const auto df = x - y;
+      s[0] += x * x;
+      s[1] += y * y;
+      s[2] += x * y;
+      s[3] += df * df;
+    }, xi, yi);
+    return {s[0], s[1], s[2], s[3]};
   } else {
-_Pragma("omp simd reduction(+ : xx, yy, xy)")
-    for (int64_t d = 0; d < D; ++d) {
-      const acc_t xv = acc_t(xi[d]), yv = acc_t(yi[d]);
-      xx += xv * xv;
-      yy += yv * yv;
-      xy += xv * yv;
-    }
+    const auto s = row_sums<3, acc_t>(D, [](auto* s, auto x, auto y) HYPOPS_SWEEP {
+      s[0] += x * x;
+      s[1] += y * y;
+      s[2] += x * y;
+    }, xi, yi);
+    return {s[0], s[1], s[2], acc_t(0)};
   }
-  return {xx, yy, xy, dd};
 }
-template <typename acc_t, typename scalar_t>
+template <typename acc_t, typename scalar_t> HYPOPS_SWEEP
 inline void binary_out(scalar_t* oi, const scalar_t* xi, const scalar_t* yi, acc_t a, acc_t b, int64_t D) {
 _Pragma("omp simd")
   for (int64_t d = 0; d < D; ++d) oi[d] = scalar_t(a * acc_t(xi[d]) + b * acc_t(yi[d]));
@@ -100,22 +95,20 @@ _Pragma("omp simd")
 template <typename acc_t> struct BinaryBwdRed {
   acc_t xx, yy, xy, dd, gx, gy;
 };
-template <typename acc_t, typename scalar_t>
+template <typename acc_t, typename scalar_t> HYPOPS_SWEEP
 inline BinaryBwdRed<acc_t> binary_bwd_red(const scalar_t* gi, const scalar_t* xi, const scalar_t* yi, int64_t D) {
-  acc_t xx = 0, yy = 0, xy = 0, dd = 0, gxv = 0, gyv = 0;
-_Pragma("omp simd reduction(+ : xx, yy, xy, dd, gxv, gyv)")
-  for (int64_t d = 0; d < D; ++d) {
-    const acc_t xv = acc_t(xi[d]), yv = acc_t(yi[d]), gv = acc_t(gi[d]);
-    xx += xv * xv;
-    yy += yv * yv;
-    xy += xv * yv;
-    dd += (xv - yv) * (xv - yv);
-    gxv += gv * xv;
-    gyv += gv * yv;
-  }
-  return {xx, yy, xy, dd, gxv, gyv};
+  const auto s = row_sums<6, acc_t>(D, [](auto* s, auto g, auto x, auto y) HYPOPS_SWEEP {
+    const auto df = x - y;
+    s[0] += x * x;
+    s[1] += y * y;
+    s[2] += x * y;
+    s[3] += df * df;
+    s[4] += g * x;
+    s[5] += g * y;
+  }, gi, xi, yi);
+  return {s[0], s[1], s[2], s[3], s[4], s[5]};
 }
-template <typename acc_t, typename scalar_t>
+template <typename acc_t, typename scalar_t> HYPOPS_SWEEP
 inline void binary_bwd_out(scalar_t* ox, scalar_t* oy, const scalar_t* gi, const scalar_t* xi, const scalar_t* yi,
                            acc_t A, acc_t B, acc_t x2, acc_t y2, acc_t xyc, acc_t d2, int64_t D) {
 _Pragma("omp simd")
