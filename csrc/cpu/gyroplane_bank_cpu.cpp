@@ -59,7 +59,7 @@ Norms bank_norms(const at::Tensor& X, const at::Tensor& P, const at::Tensor& A) 
              *pa = r.pa.data_ptr<scalar_t>();
     at::parallel_for(0, N, row_grain(D), [&](int64_t b, int64_t e) {
       for (int64_t n = b; n < e; ++n) {
-        // row_sq's simd reduction: the plain loop here compiled to one serial chain of adds (8% of a D = 32 bank forward)
+        // row_sq's vector lanes: the plain loop here compiled to one serial chain of adds (8% of a D = 32 bank forward)
         xx[n] = row_sq<scalar_t>(x + n * D, D);
       }
     });

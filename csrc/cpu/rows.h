@@ -64,8 +64,8 @@ inline int64_t row_grain(int64_t D) { return std::max<int64_t>(1, 32768 / std::m
 // that is not inlined keeps its baseline code, so nothing compiled for AVX2 is reachable without the
 // check.) In one process against the baseline sweeps, expmap forward and backward: 1.1x at 4096 x 16,
 // 1.2-1.4x at 2048 x 32 to 1024 x 128, 1.13x at 2^18 x 64. 512-bit vectors were slower than 256-bit
-// ones at every size measured (0.77-0.84x of the baseline at D = 16: a row is one vector and the six
-// reductions' horizontal sums dominate).
+// ones at every size measured (0.77-0.84x of the baseline at D = 16, where a row is one vector and the six
+// reductions' horizontal sums dominated; measured with the omp simd reductions that row_sums below replaced).
 #if defined(__GNUC__) && defined(__x86_64__)
 #define HYPOPS_AVX2_TARGET __attribute__((target("avx2,fma")))
 #define HYPOPS_SWEEP __attribute__((always_inline))
@@ -91,26 +91,36 @@ template <typename F> HYPOPS_AVX2_TARGET double sum_blocks_avx2(const F& f, int6
 }
 
 // K sums over one row at once (the reductions of a sweep: |x|^2, <x,y>, ...): step(s, v...) adds the terms
-// of one position to s[0..K) given the rows' values v there, and is called on 32-byte vectors of acc_t (gcc's
-// vector extension: one register in the AVX2 sweeps, two SSE2 ones in the baseline build) and then on
-// scalars for the last D % lanes positions. Each sum is one vector of lanes added up once at the end with
-// shuffles. Why not `omp simd reduction`: gcc implements that reduction through a per-lane array on the stack,
-// summed lane by lane in a scalar loop after the vector loop (perf: in expmap's backward at 1024 x 64 that
-// epilogue cost about as much as the vector loop itself). Rows of another type than acc_t (float16,
-// bfloat16) take a plain loop.
-// (They are always inlined, so the -Wpsabi note about passing 32-byte vectors without AVX does not apply.)
+// of one position to s[0..K) given the rows' values v there (unit column stride, as make_rows gives). It is
+// called on 32-byte vectors of acc_t (gcc's vector extension: one register in the AVX2 sweeps, two SSE2 ones
+// in the baseline build; float16/bfloat16 rows are converted lane by lane) and then on scalars for the last
+// D % lanes positions; each sum is one vector of lanes, added up once at the end. Why not `omp simd
+// reduction`: gcc implements that reduction through a per-lane array on the stack, summed lane by lane in
+// a scalar loop after the vector loop (perf: in expmap's backward at 1024 x 64 that epilogue cost about as
+// much as the vector loop itself; in-process A/B against it: backward 1.05-1.19x, forward at D = 16
+// 1.1-1.38x). Not in nvcc's view (cpu/rows.h is also included by the CUDA files, which do not use this).
+#if !defined(__CUDACC__)
+#if defined(__GNUC__)
+// gcc warns (-Wpsabi) that 32-byte vector arguments change the ABI without AVX; these helpers are only
+// called inlined (HYPOPS_SWEEP on x86-64), so no call ever crosses that ABI.
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wpsabi"
 template <typename T> struct Lanes {
   typedef T vec __attribute__((vector_size(32)));
   static constexpr int64_t kWidth = 32 / sizeof(T);
+  static_assert(kWidth == 4 || kWidth == 8, "lanes of float or double");
 };
-template <typename T> HYPOPS_SWEEP inline typename Lanes<T>::vec load_lanes(const T* p) {
+template <typename T, typename S> HYPOPS_SWEEP inline typename Lanes<T>::vec load_lanes(const S* p) {
   typename Lanes<T>::vec v;
-  std::memcpy(&v, p, sizeof(v));
+  if constexpr (std::is_same_v<T, S>) {
+    std::memcpy(&v, p, sizeof(v));
+  } else {
+    for (int64_t l = 0; l < Lanes<T>::kWidth; ++l) v[l] = T(p[l]);
+  }
   return v;
 }
 template <typename T> HYPOPS_SWEEP inline T sum_lanes(typename Lanes<T>::vec v) {
+#if defined(__clang__) || __GNUC__ >= 12  // __builtin_shufflevector: gcc 12 and later
   if constexpr (Lanes<T>::kWidth == 8) {
     const auto h = __builtin_shufflevector(v, v, 0, 1, 2, 3) + __builtin_shufflevector(v, v, 4, 5, 6, 7);
     const auto q = __builtin_shufflevector(h, h, 0, 1) + __builtin_shufflevector(h, h, 2, 3);
@@ -119,26 +129,38 @@ template <typename T> HYPOPS_SWEEP inline T sum_lanes(typename Lanes<T>::vec v) 
     const auto h = __builtin_shufflevector(v, v, 0, 1) + __builtin_shufflevector(v, v, 2, 3);
     return h[0] + h[1];
   }
+#else  // the same pairs, through memory
+  T l[Lanes<T>::kWidth];
+  std::memcpy(l, &v, sizeof(v));
+  if constexpr (Lanes<T>::kWidth == 8) return ((l[0] + l[4]) + (l[2] + l[6])) + ((l[1] + l[5]) + (l[3] + l[7]));
+  else return (l[0] + l[2]) + (l[1] + l[3]);
+#endif
 }
+#endif  // __GNUC__
 template <int K, typename acc_t, typename F, typename scalar_t, typename... R>
 HYPOPS_SWEEP inline std::array<acc_t, K> row_sums(int64_t D, const F& step, const scalar_t* r0, const R*... rs) {
+  static_assert((std::is_same_v<R, scalar_t> && ...), "rows of one type");
   std::array<acc_t, K> out{};
   int64_t d = 0;
-  if constexpr (std::is_same_v<scalar_t, acc_t>) {
-    using V = typename Lanes<acc_t>::vec;
-    constexpr int64_t W = Lanes<acc_t>::kWidth;
-    V s[K] = {};
-    for (; d + W <= D; d += W) step(s, load_lanes(r0 + d), load_lanes(rs + d)...);
-    for (int k = 0; k < K; ++k) out[k] = sum_lanes<acc_t>(s[k]);
-  }
+#if defined(__GNUC__)
+  using V = typename Lanes<acc_t>::vec;
+  constexpr int64_t W = Lanes<acc_t>::kWidth;
+  V s[K] = {};
+  for (; d + W <= D; d += W) step(s, load_lanes<acc_t>(r0 + d), load_lanes<acc_t>(rs + d)...);
+  for (int k = 0; k < K; ++k) out[k] = sum_lanes<acc_t>(s[k]);
+#endif
   acc_t t[K] = {};
   for (; d < D; ++d) step(t, acc_t(r0[d]), acc_t(rs[d])...);
   for (int k = 0; k < K; ++k) out[k] += t[k];
   return out;
 }
+#if defined(__GNUC__)
 #pragma GCC diagnostic pop
+#endif
+#endif  // !__CUDACC__
 
-// f(i) for every row; avx2: see above (f must then be a HYPOPS_SWEEP lambda).
+// f(i) for every row; avx2: see "The sweeps over the rows in AVX2+FMA code" above (f must then be a
+// HYPOPS_SWEEP lambda).
 template <typename F> void for_rows(int64_t N, int64_t D, const F& f, bool avx2 = false) {
   at::parallel_for(0, N, row_grain(D), [&](int64_t b, int64_t e) {
     if (avx2) return each_row_avx2(f, b, e);
