@@ -603,6 +603,12 @@ class OpTests:
                 self.interior(1.0, seed=d, d=d), 1.0, backend, dtype, msg=f"{self.spec.name} D={d}"
             )
 
+    def test_backward_wide_rows(self, backend, dtype):
+        # The default D = 5 is all tail for float32's 8 vector lanes (cpu/rows.h: row_sums): D = 37 runs the
+        # backward's reductions in lanes plus a tail, against the reference (test_simd_kernels compares
+        # kernel sets that share those reductions, so it cannot catch a wrong one).
+        self.check_backward(self.interior(1.0, seed=37, d=37), 1.0, backend, dtype, msg=f"{self.spec.name} D=37")
+
     def test_forward_many_rows(self, backend):
         # Enough rows for the parallel loops to split the work across threads.
         args = self.interior(0.5, seed=7, n=4500, d=8)  # 2 tasks of at::parallel_for's 32K-element grain
