@@ -228,6 +228,7 @@ at::Tensor binary_forward(const char* name, const at::Tensor& x, const at::Tenso
     const simd::RowKernels& kern = simd::row_kernels();
     const bool blocked = Op::kBlockedForward || 3 * r.N * D * int64_t(sizeof(scalar_t)) <= kBlockedForwardMaxBytes;
     if (blocked && kern.binary_fwd_f != nullptr) {
+      const bool prefetch = 2 * r.N * D * int64_t(sizeof(scalar_t)) >= kPrefetchMinBytes;
       for_row_blocks(r.N, D, [&](int64_t b, int64_t e) HYPOPS_SWEEP {
         acc_t xx[kMaxRowBlock], yy[kMaxRowBlock], xy[kMaxRowBlock], dd[kMaxRowBlock];
         acc_t ka[kMaxRowBlock], kb[kMaxRowBlock];
@@ -239,7 +240,10 @@ at::Tensor binary_forward(const char* name, const at::Tensor& x, const at::Tenso
           dd[i - b] = q.dd;
         }
         simd::run(kern, Op::kOp, simd::BinaryFwd<acc_t>{xx, yy, xy, dd, ka, kb, c_, eps, e - b});
-        for (int64_t i = b; i < e; ++i) binary_out(O + i * D, X(i), Y(i), ka[i - b], kb[i - b], D);
+        for (int64_t i = b; i < e; ++i) {
+          if (prefetch && i + (e - b) < r.N) prefetch_row(i + (e - b), D, X, Y);
+          binary_out(O + i * D, X(i), Y(i), ka[i - b], kb[i - b], D);
+        }
       }, kern.avx2_sweeps);
       return;
     }
@@ -275,6 +279,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> binary_backward(const char* name,
     const acc_t eps = acc_t(proj_eps<scalar_t>());
     const simd::RowKernels& kern = simd::row_kernels();
     if (kern.binary_bwd_f != nullptr) {
+      const bool prefetch = 3 * r.N * D * int64_t(sizeof(scalar_t)) >= kPrefetchMinBytes;
       gc = sum_row_blocks(r.N, D, [&](int64_t b, int64_t e) HYPOPS_SWEEP {
         constexpr int64_t B = kMaxRowBlock;
         acc_t xx[B], yy[B], xy[B], dd[B], gxv[B], gyv[B];
@@ -287,6 +292,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> binary_backward(const char* name,
         const double s = simd::run(kern, Op::kOp, simd::BinaryBwd<acc_t>{xx, yy, xy, dd, gxv, gyv, ka, kb, x2, y2,
                                                                           xyc, d2, cv, double(eps), e - b});
         for (int64_t i = b; i < e; ++i) {
+          if (prefetch && i + (e - b) < r.N) prefetch_row(i + (e - b), D, G, X, Y);
           const int64_t j = i - b;
           binary_bwd_out(GX + i * D, GY + i * D, G(i), X(i), Y(i), ka[j], kb[j], x2[j], y2[j], xyc[j], d2[j], D);
         }
