@@ -604,7 +604,7 @@ class OpTests:
             )
 
     def test_backward_wide_rows(self, backend, dtype):
-        # The default D = 5 is all tail for float32's 8 vector lanes (cpu/rows.h: row_sums): D = 37 runs the
+        # The default D = 5 is all tail for 8 float lanes (float32, float16, bfloat16) (cpu/rows.h: row_reductions): D = 37 runs the
         # backward's reductions in lanes plus a tail, against the reference (test_simd_kernels compares
         # kernel sets that share those reductions, so it cannot catch a wrong one).
         self.check_backward(self.interior(1.0, seed=37, d=37), 1.0, backend, dtype, msg=f"{self.spec.name} D=37")

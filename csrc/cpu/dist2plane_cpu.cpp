@@ -25,7 +25,7 @@ template <typename scalar_t, typename acc_t> struct PlaneRed {
 template <typename scalar_t, typename acc_t> HYPOPS_SWEEP
 inline PlaneRed<scalar_t, acc_t> plane_reductions(const scalar_t* xi, const scalar_t* pi, const scalar_t* ai,
                                                   int64_t D) {
-  const auto s = row_sums<6, acc_t>(D, [](auto* s, auto x, auto p, auto a) HYPOPS_SWEEP {
+  const auto s = row_reductions<6, acc_t>(D, [](auto* s, auto x, auto p, auto a) HYPOPS_SWEEP {
     const auto df = x - p;
     s[0] += x * x;
     s[1] += p * p;

@@ -19,7 +19,7 @@ template <typename acc_t> struct DistRed {
 };
 template <typename acc_t, typename scalar_t> HYPOPS_SWEEP
 inline DistRed<acc_t> dist_red(const scalar_t* xi, const scalar_t* yi, int64_t D) {
-  const auto s = row_sums<3, acc_t>(D, [](auto* s, auto x, auto y) HYPOPS_SWEEP {
+  const auto s = row_reductions<3, acc_t>(D, [](auto* s, auto x, auto y) HYPOPS_SWEEP {
     const auto df = x - y;
     s[0] += x * x;
     s[1] += y * y;

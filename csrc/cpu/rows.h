@@ -9,6 +9,7 @@
 
 #include <algorithm>
 #include <array>
+#include <cstdint>
 #include <cstring>
 #include <initializer_list>
 #include <type_traits>
@@ -66,7 +67,7 @@ inline int64_t row_grain(int64_t D) { return std::max<int64_t>(1, 32768 / std::m
 // check.) In one process against the baseline sweeps, expmap forward and backward: 1.1x at 4096 x 16,
 // 1.2-1.4x at 2048 x 32 to 1024 x 128, 1.13x at 2^18 x 64. 512-bit vectors were slower than 256-bit
 // ones at every size measured (0.77-0.84x of the baseline at D = 16, where a row is one vector and the six
-// reductions' horizontal sums dominated; measured with the omp simd reductions that row_sums below replaced).
+// reductions' horizontal sums dominated; measured with the omp simd reductions that row_reductions below replaced).
 #if defined(__GNUC__) && defined(__x86_64__)
 #define HYPOPS_AVX2_TARGET __attribute__((target("avx2,fma")))
 #define HYPOPS_SWEEP __attribute__((always_inline))
@@ -139,7 +140,7 @@ template <typename T> HYPOPS_SWEEP inline T sum_lanes(typename Lanes<T>::vec v) 
 }
 #endif  // __GNUC__
 template <int K, typename acc_t, typename F, typename scalar_t, typename... R>
-HYPOPS_SWEEP inline std::array<acc_t, K> row_sums(int64_t D, const F& step, const scalar_t* r0, const R*... rs) {
+HYPOPS_SWEEP inline std::array<acc_t, K> row_reductions(int64_t D, const F& step, const scalar_t* r0, const R*... rs) {
   static_assert((std::is_same_v<R, scalar_t> && ...), "rows of one type");
   std::array<acc_t, K> out{};
   int64_t d = 0;
@@ -165,18 +166,30 @@ HYPOPS_SWEEP inline std::array<acc_t, K> row_sums(int64_t D, const F& step, cons
 // does not prefetch across a page boundary, so each block started with its first lines' full memory
 // latency, not overlapped with the per-row math. Spread over the output sweep: prefetching a whole block
 // at its start was slower (0.8-0.9x at 2^18 x 64). It pays only past the caches, so callers prefetch when
-// the rows they read total kPrefetchMinBytes or more. In one process against no prefetch, expmap / logmap
-// forward: 1.14x / 1.15x at 2^18 x 64, 1.14x / 1.23x at 2^20 x 64, expmap 1.11-1.36x at 2^16 x 64 (48 MiB
-// read), 0.92-1.01x at 2^14-2^15 x 64 (12-24 MiB), 0.82-0.90x at 4096 x 64 (in L2); backward (expmap,
-// mobius_add) 1.03-1.13x at 2^18-2^20 x 64, 1.08x at 2^16 x 64, 0.89-1.0x at 4096-32768 x 64.
+// their streamed input rows (streamed_bytes: broadcast ones are not streamed) total kPrefetchMinBytes or
+// more. In one process against no prefetch, expmap / logmap forward (two inputs): 1.14x / 1.15x at
+// 2^18 x 64, 1.14x / 1.23x at 2^20 x 64, expmap 1.11-1.36x at 2^16 x 64 (32 MiB of inputs), 0.92-1.01x at
+// 2^14-2^15 x 64 (8-16 MiB), 0.82-0.90x at 4096 x 64 (in L2); backward (three inputs; expmap, mobius_add)
+// 1.03-1.13x at 2^18-2^20 x 64, 1.08x at 2^16 x 64, 0.89-1.0x at 4096-32768 x 64.
 constexpr int64_t kPrefetchMinBytes = int64_t(32) << 20;
+inline int64_t streamed_bytes(const std::vector<at::Tensor>& mats) {
+  int64_t bytes = 0;
+  for (const auto& m : mats)
+    if (m.size(0) > 1 && m.stride(0) != 0) bytes += m.numel() * int64_t(m.element_size());
+  return bytes;
+}
+#if !defined(__CUDACC__)
 template <typename scalar_t, typename... R>
 HYPOPS_SWEEP inline void prefetch_row(int64_t i, int64_t D, const Row<scalar_t>& r0, const R&... rs) {
   for (const Row<scalar_t>* r : {&r0, &rs...}) {
-    const char* p = reinterpret_cast<const char*>((*r)(i));
-    for (int64_t o = 0; o < D * int64_t(sizeof(scalar_t)); o += 64) __builtin_prefetch(p + o, 0, 3);
+    if (r->stride == 0) continue;  // a broadcast row: read once, already cached
+    // every cache line the row touches, also when it does not start on one
+    const uintptr_t first = reinterpret_cast<uintptr_t>((*r)(i)) & ~uintptr_t(63);
+    const uintptr_t end = reinterpret_cast<uintptr_t>((*r)(i) + D);
+    for (uintptr_t a = first; a < end; a += 64) __builtin_prefetch(reinterpret_cast<const void*>(a), 0, 3);
   }
 }
+#endif
 
 // f(i) for every row; avx2: see "The sweeps over the rows in AVX2+FMA code" above (f must then be a
 // HYPOPS_SWEEP lambda).

@@ -38,7 +38,7 @@ namespace hypops {
 // its reductions grew).
 template <typename acc_t, typename scalar_t> HYPOPS_SWEEP
 inline acc_t row_sq(const scalar_t* xi, int64_t D) {
-  return row_sums<1, acc_t>(D, [](auto* s, auto x) HYPOPS_SWEEP { s[0] += x * x; }, xi)[0];
+  return row_reductions<1, acc_t>(D, [](auto* s, auto x) HYPOPS_SWEEP { s[0] += x * x; }, xi)[0];
 }
 template <typename acc_t, typename scalar_t> HYPOPS_SWEEP
 inline void row_scale(scalar_t* oi, const scalar_t* xi, acc_t k, int64_t D) {
@@ -51,7 +51,7 @@ template <typename acc_t> struct UnaryBwdRed {
 };
 template <typename acc_t, typename scalar_t> HYPOPS_SWEEP
 inline UnaryBwdRed<acc_t> unary_bwd_red(const scalar_t* gi, const scalar_t* xi, int64_t D) {
-  const auto s = row_sums<2, acc_t>(D, [](auto* s, auto g, auto x) HYPOPS_SWEEP {
+  const auto s = row_reductions<2, acc_t>(D, [](auto* s, auto g, auto x) HYPOPS_SWEEP {
     s[0] += x * x;
     s[1] += g * x;
   }, gi, xi);
@@ -69,7 +69,7 @@ template <typename acc_t> struct BinaryRed {
 template <bool kDD, typename acc_t, typename scalar_t> HYPOPS_SWEEP
 inline BinaryRed<acc_t> binary_red(const scalar_t* xi, const scalar_t* yi, int64_t D) {
   if constexpr (kDD) {
-    const auto s = row_sums<4, acc_t>(D, [](auto* s, auto x, auto y) HYPOPS_SWEEP {
+    const auto s = row_reductions<4, acc_t>(D, [](auto* s, auto x, auto y) HYPOPS_SWEEP {
       const auto df = x - y;
       s[0] += x * x;
       s[1] += y * y;
@@ -78,7 +78,7 @@ inline BinaryRed<acc_t> binary_red(const scalar_t* xi, const scalar_t* yi, int64
     }, xi, yi);
     return {s[0], s[1], s[2], s[3]};
   } else {
-    const auto s = row_sums<3, acc_t>(D, [](auto* s, auto x, auto y) HYPOPS_SWEEP {
+    const auto s = row_reductions<3, acc_t>(D, [](auto* s, auto x, auto y) HYPOPS_SWEEP {
       s[0] += x * x;
       s[1] += y * y;
       s[2] += x * y;
@@ -97,7 +97,7 @@ template <typename acc_t> struct BinaryBwdRed {
 };
 template <typename acc_t, typename scalar_t> HYPOPS_SWEEP
 inline BinaryBwdRed<acc_t> binary_bwd_red(const scalar_t* gi, const scalar_t* xi, const scalar_t* yi, int64_t D) {
-  const auto s = row_sums<6, acc_t>(D, [](auto* s, auto g, auto x, auto y) HYPOPS_SWEEP {
+  const auto s = row_reductions<6, acc_t>(D, [](auto* s, auto g, auto x, auto y) HYPOPS_SWEEP {
     const auto df = x - y;
     s[0] += x * x;
     s[1] += y * y;
@@ -228,7 +228,7 @@ at::Tensor binary_forward(const char* name, const at::Tensor& x, const at::Tenso
     const simd::RowKernels& kern = simd::row_kernels();
     const bool blocked = Op::kBlockedForward || 3 * r.N * D * int64_t(sizeof(scalar_t)) <= kBlockedForwardMaxBytes;
     if (blocked && kern.binary_fwd_f != nullptr) {
-      const bool prefetch = 2 * r.N * D * int64_t(sizeof(scalar_t)) >= kPrefetchMinBytes;
+      const bool prefetch = streamed_bytes(r.mats) >= kPrefetchMinBytes;
       for_row_blocks(r.N, D, [&](int64_t b, int64_t e) HYPOPS_SWEEP {
         acc_t xx[kMaxRowBlock], yy[kMaxRowBlock], xy[kMaxRowBlock], dd[kMaxRowBlock];
         acc_t ka[kMaxRowBlock], kb[kMaxRowBlock];
@@ -279,7 +279,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> binary_backward(const char* name,
     const acc_t eps = acc_t(proj_eps<scalar_t>());
     const simd::RowKernels& kern = simd::row_kernels();
     if (kern.binary_bwd_f != nullptr) {
-      const bool prefetch = 3 * r.N * D * int64_t(sizeof(scalar_t)) >= kPrefetchMinBytes;
+      const bool prefetch = streamed_bytes(r.mats) >= kPrefetchMinBytes;
       gc = sum_row_blocks(r.N, D, [&](int64_t b, int64_t e) HYPOPS_SWEEP {
         constexpr int64_t B = kMaxRowBlock;
         acc_t xx[B], yy[B], xy[B], dd[B], gxv[B], gyv[B];
