@@ -446,3 +446,15 @@ def test_prefetching_sizes_match_reference(op):
     for got, want, what in ((out, ref, "forward"), (gx, rx, "grad x"), (gy, ry, "grad y")):
         err = (got.double() - want).abs().max().item()
         assert err <= 1e-4 * max(1.0, want.abs().max().item()), f"{op} {what}: max error {err}"
+
+
+def test_prefetching_size_dist2plane_matches_reference():
+    # dist2plane's forward prefetches in its first sweep from 32 MiB of inputs (2^16 x 64 float32: 48 MiB).
+    n, d = 1 << 16, 64
+    g = gen(17)
+    x, p = (sample("point", n, d, 1.0, g, small=True).float() for _ in range(2))
+    a = sample("normal", n, d, 1.0, g).float()
+    out = hypops.dist2plane(x, p, a, c=1.0, backend="native")
+    ref = R.dist2plane(x.double(), p.double(), a.double(), c=1.0)
+    err = (out.double() - ref).abs().max().item()
+    assert err <= 1e-4 * max(1.0, ref.abs().max().item()), f"dist2plane forward: max error {err}"

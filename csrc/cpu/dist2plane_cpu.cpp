@@ -68,10 +68,16 @@ at::Tensor dist2plane_cpu(const at::Tensor& x, const at::Tensor& p, const at::Te
     const acc_t c_ = acc_t(cv);
     const simd::RowKernels& kern = simd::row_kernels();
     if (kern.plane_fwd_f != nullptr) {
+      // the next block's rows, prefetched during this block's first sweep (cpu/rows.h: prefetch_row; the
+      // output is one value a row, so there is no output sweep to spread them over): in one process
+      // against no prefetch, 1.10x at 2^18 x 64 and 1.12x at 2^20 x 64 (the backward, prefetching in its
+      // output sweep, measured 0.97-1.01x and does not)
+      const bool prefetch = streamed_bytes(r.mats) >= kPrefetchMinBytes;
       for_row_blocks(r.N, r.D, [&](int64_t b, int64_t e) HYPOPS_SWEEP {
         constexpr int64_t B = kMaxRowBlock;
         acc_t xx[B], pp[B], aa[B], pa[B], dd[B], da[B], o[B];
         for (int64_t i = b; i < e; ++i) {
+          if (prefetch && i + (e - b) < r.N) prefetch_row(i + (e - b), r.D, X, P, A);
           const auto q = plane_reductions<scalar_t, acc_t>(X(i), P(i), A(i), r.D);
           const int64_t j = i - b;
           xx[j] = q.xx, pp[j] = q.pp, aa[j] = q.aa, pa[j] = q.pa, dd[j] = q.dd, da[j] = q.da;
