@@ -426,23 +426,24 @@ def test_avx2_sweeps_follow_the_switch(kernels):
     torch.testing.assert_close(outs["scalar-avx2"], outs["scalar"], rtol=1e-4, atol=1e-6)
 
 
-@pytest.mark.parametrize("op", ["expmap", "logmap", "mobius_add"])
+@pytest.mark.parametrize("op", ["expmap", "logmap", "mobius_add", "dist"])
 def test_prefetching_sizes_match_reference(op):
-    # 2^16 x 64 float32 rows: 32 MiB of inputs, the size from which the binary ops' sweeps prefetch the
-    # next block's rows (csrc/cpu/rows.h: kPrefetchMinBytes); the backward's incoming gradient is one
-    # broadcast row (stride 0, skipped by the prefetch and not counted as streamed).
+    # 2^16 x 64 float32 rows: 32 MiB of inputs, the size from which the two-input ops' sweeps prefetch
+    # rows ahead (csrc/cpu/rows.h: kPrefetchMinBytes; expmap's and logmap's blocked forward, mobius_add's
+    # per-row forward, every backward). The incoming gradient is one broadcast row (stride 0, skipped by
+    # the prefetch and not counted as streamed).
     n, d = 1 << 16, 64
     g = gen(16)
     # well-conditioned rows (small=True: away from the boundary), so that float32 can be held to 1e-4
     x = sample("point", n, d, 1.0, g, small=True).float().requires_grad_()
     y = sample("tangent" if op == "expmap" else "point", n, d, 1.0, g, small=True).float().requires_grad_()
-    w = torch.randn(1, d, generator=g, dtype=torch.float64)
     fn = getattr(hypops, op)
     out = fn(x, y, c=1.0, backend="native")
-    gx, gy = torch.autograd.grad(out, [x, y], w.float().expand(n, d))
+    w = torch.randn((1,) + tuple(out.shape[1:]), generator=g, dtype=torch.float64)
+    gx, gy = torch.autograd.grad(out, [x, y], w.float().expand(out.shape))
     x64, y64 = x.detach().double().requires_grad_(), y.detach().double().requires_grad_()
     ref = getattr(R, op)(x64, y64, c=1.0)
-    rx, ry = torch.autograd.grad(ref, [x64, y64], w.expand(n, d))
+    rx, ry = torch.autograd.grad(ref, [x64, y64], w.expand(ref.shape))
     for got, want, what in ((out, ref, "forward"), (gx, rx, "grad x"), (gy, ry, "grad y")):
         err = (got.double() - want).abs().max().item()
         assert err <= 1e-4 * max(1.0, want.abs().max().item()), f"{op} {what}: max error {err}"

@@ -77,7 +77,7 @@ at::Tensor dist2plane_cpu(const at::Tensor& x, const at::Tensor& p, const at::Te
         constexpr int64_t B = kMaxRowBlock;
         acc_t xx[B], pp[B], aa[B], pa[B], dd[B], da[B], o[B];
         for (int64_t i = b; i < e; ++i) {
-          if (prefetch && i + (e - b) < r.N) prefetch_row(i + (e - b), r.D, X, P, A);
+          if (prefetch) prefetch_row(i + (e - b), r.N, r.D, X, P, A);
           const auto q = plane_reductions<scalar_t, acc_t>(X(i), P(i), A(i), r.D);
           const int64_t j = i - b;
           xx[j] = q.xx, pp[j] = q.pp, aa[j] = q.aa, pa[j] = q.pa, dd[j] = q.dd, da[j] = q.da;

@@ -96,6 +96,9 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> dist_backward_cpu(const at::Tenso
     const int64_t D = r.D;
     const simd::RowKernels& kern = simd::row_kernels();
     if (kern.dist_bwd_f != nullptr) {
+      // the next block's rows while this block's gradients are written (cpu/rows.h: prefetch_row): in one
+      // process against no prefetch, 1.03-1.21x at 2^18 and 2^20 x 64 (four runs)
+      const bool prefetch = streamed_bytes(r.mats) >= kPrefetchMinBytes;
       gc = sum_row_blocks(r.N, D, [&](int64_t b, int64_t e) HYPOPS_SWEEP {
         acc_t xx[kMaxRowBlock], yy[kMaxRowBlock], dd[kMaxRowBlock], gi[kMaxRowBlock];
         acc_t x2[kMaxRowBlock], y2[kMaxRowBlock], d2[kMaxRowBlock];
@@ -105,6 +108,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> dist_backward_cpu(const at::Tenso
         }
         const double s = simd::run(kern, simd::DistBwd<acc_t>{xx, yy, dd, gi, x2, y2, d2, cv, e - b});
         for (int64_t i = b; i < e; ++i) {
+          if (prefetch) prefetch_row(i + (e - b), r.N, D, X, Y);
           dist_bwd_out(GX + i * D, GY + i * D, X(i), Y(i), x2[i - b], y2[i - b], d2[i - b], D);
         }
         return s;

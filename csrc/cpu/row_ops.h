@@ -52,8 +52,9 @@ struct Logmap0Op {
 // mobius_add's forward coef is a few multiply-adds and one divide, no transcendental: the blocked forward
 // was 0.85x the per-row one on large tensors (2^20 x 64 float32, 1 thread, 7 rounds, git 13287a0; 0.92x at
 // 2^18 x 64), but 1.14-1.27x faster when the rows are in cache (4096 x 16, 2048 x 32, 1024 x 64; in-process
-// A/B, 5 rounds), so it takes the blocked path below kBlockedForwardMaxBytes (cpu/rowwise.h) only. Its
-// backward, on dual numbers, always gains from blocking.
+// A/B, 5 rounds), so it takes the blocked path below kBlockedForwardMaxBytes (cpu/rowwise.h) only. With
+// both paths prefetching (measured again), blocked was still 0.79-0.92x per-row at 2^16-2^20 x 64 and 2^18 x 16
+// (in-process A/B, 15 rounds). Its backward, on dual numbers, always gains from blocking.
 struct MobiusAddOp {
   static constexpr const char* arg0 = "x";
   static constexpr const char* arg1 = "y";

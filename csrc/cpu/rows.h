@@ -180,7 +180,8 @@ inline int64_t streamed_bytes(const std::vector<at::Tensor>& mats) {
 }
 #if !defined(__CUDACC__)
 template <typename scalar_t, typename... R>
-HYPOPS_SWEEP inline void prefetch_row(int64_t i, int64_t D, const Row<scalar_t>& r0, const R&... rs) {
+HYPOPS_SWEEP inline void prefetch_row(int64_t i, int64_t N, int64_t D, const Row<scalar_t>& r0, const R&... rs) {
+  if (i >= N) return;  // past the last row (the last block of the tensor)
   for (const Row<scalar_t>* r : {&r0, &rs...}) {
     if (r->stride == 0) continue;  // a broadcast row: read once, already cached
     // every cache line the row touches, also when it does not start on one
