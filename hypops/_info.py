@@ -21,6 +21,8 @@ def info() -> dict:
         build.update(compiler=_C.compiler, openmp=bool(_C.has_openmp), simd=_C.simd, cuda=bool(_C.has_cuda))
         # the per-ISA CPU kernels chosen at run time (csrc/cpu/simd/); older builds lack the function
         build["cpu_kernels"] = _C.cpu_kernels() if hasattr(_C, "cpu_kernels") else None
+        # output rows are written with streaming stores above this many bytes of rows per op (-1: never)
+        build["stream_min_bytes"] = _C.stream_min_bytes() if hasattr(_C, "stream_min_bytes") else None
     else:
         build["error"] = _backend.native_error
     try:

@@ -8,6 +8,7 @@
 
 #include "common/math.h"
 #include "cpu/simd/bank_kernels.h"
+#include "cpu/rows.h"
 #include "cpu/simd/row_kernels.h"
 
 #ifndef HYPOPS_WITH_CUDA
@@ -48,6 +49,13 @@ PYBIND11_MODULE(_C, m) {
       throw py::value_error("hypops: CPU kernels '" + name + "' are unknown or unsupported by this CPU");
     }
   }, "Switch the CPU kernels (tests and benchmarks): 'avx512', 'avx2', 'baseline', 'scalar' or 'scalar-avx2'.");
+  // Output rows are written with streaming (non-temporal) stores when an op's rows exceed this many bytes
+  // (csrc/cpu/rows.h: stream_outputs; the last-level cache's size; -1: never).
+  m.def("stream_min_bytes", [] { return hypops::stream_min_bytes(); });
+  m.def("_set_stream_min_bytes", [](int64_t bytes) {
+    if (bytes < -2) throw py::value_error("hypops: stream_min_bytes must be >= 0, -1 (never) or -2 (the cache's size)");
+    hypops::stream_min_bytes_override() = bytes;
+  }, "Set the streaming-store threshold (tests): bytes >= 0, -1 never, -2 the last-level cache's size (default).");
   // The vectorised asinh of the kernels in use, over a list (tests compare it with libm's).
   m.def("_kernel_asinh", [](const std::vector<double>& xs, bool as_float) {
     const auto& k = hypops::simd::bank_kernels();

@@ -459,3 +459,52 @@ def test_prefetching_size_dist2plane_matches_reference():
     ref = R.dist2plane(x.double(), p.double(), a.double(), c=1.0)
     err = (out.double() - ref).abs().max().item()
     assert err <= 1e-4 * max(1.0, ref.abs().max().item()), f"dist2plane forward: max error {err}"
+
+
+@pytest.fixture
+def stream_min_bytes():
+    """Yields a function that sets the streaming-store threshold; restores the default afterwards."""
+    yield _C._set_stream_min_bytes
+    _C._set_stream_min_bytes(-2)
+
+
+def test_stream_threshold_default_and_bad_value(stream_min_bytes):
+    # the default is the last-level cache's size (sysconf), or -1 (never) where it is unknown
+    default = _C.stream_min_bytes()
+    assert default == -1 or default >= 1 << 20
+    assert hypops.info()["build"]["stream_min_bytes"] == default
+    stream_min_bytes(0)
+    assert _C.stream_min_bytes() == 0
+    with pytest.raises(ValueError, match="stream_min_bytes"):
+        stream_min_bytes(-3)
+
+
+@pytest.mark.skipif(_C.stream_min_bytes() == -1, reason="no streaming stores on this CPU")
+@pytest.mark.parametrize("name", KERNELS)
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=["float64", "float32"])
+@pytest.mark.parametrize("d", [1, 3, 5, 8, 37, 64])
+@pytest.mark.parametrize("op", list(ROW_OPS))
+def test_streaming_stores_match_plain(kernels, stream_min_bytes, name, dtype, d, op):
+    # Streaming stores (csrc/cpu/rows.h: stream_row) write 16-byte vectors from the first 16-byte aligned
+    # element of a row and plain stores around them: at these D the rows start at every alignment. They run
+    # only past the last-level cache's size, so here the threshold is lowered to 0: forward and every
+    # gradient must equal the plain stores' up to rounding (the two loops may contract a * x + b * y
+    # differently), also with a broadcast first input (stride 0 rows).
+    kernels(name)
+    args, _ = _row_inputs(op, d, 1.0, "interior", dtype)
+    g = gen(5)
+    ct = torch.tensor(1.0, dtype=dtype)
+    for broadcast in (False, True):
+        a = [args[0][:1].expand_as(args[0])] + args[1:] if broadcast else args
+        out_shape = getattr(torch.ops.hypops, op)(*a, ct, *([True, False] if op == "dist2plane" else [])).shape
+        w = torch.randn(out_shape, generator=g, dtype=torch.float64).to(dtype)
+        got = {}
+        for threshold in (-1, 0):
+            stream_min_bytes(threshold)
+            out, grads = _row_call(op, a, ct, (True, False), w)
+            got[threshold] = [out] + grads
+        tol = 1e-12 if dtype == torch.float64 else 2e-6
+        for k, (plain, streamed) in enumerate(zip(got[-1], got[0])):
+            assert torch.isfinite(plain).all()
+            scale = max(1.0, plain.abs().max().item())
+            torch.testing.assert_close(streamed, plain, rtol=tol, atol=tol * scale, msg=f"{op} output {k}")

@@ -41,7 +41,10 @@ inline acc_t row_sq(const scalar_t* xi, int64_t D) {
   return row_reductions<1, acc_t>(D, [](auto* s, auto x) HYPOPS_SWEEP { s[0] += x * x; }, xi)[0];
 }
 template <typename acc_t, typename scalar_t> HYPOPS_SWEEP
-inline void row_scale(scalar_t* oi, const scalar_t* xi, acc_t k, int64_t D) {
+inline void row_scale(scalar_t* oi, const scalar_t* xi, acc_t k, int64_t D, bool stream = false) {
+  if constexpr (kStreamable<scalar_t>) {
+    if (stream) return stream_row(oi, D, [k](auto x) HYPOPS_SWEEP { return k * x; }, xi);
+  }
 _Pragma("omp simd")
   for (int64_t d = 0; d < D; ++d) oi[d] = scalar_t(k * acc_t(xi[d]));
 }
@@ -58,7 +61,11 @@ inline UnaryBwdRed<acc_t> unary_bwd_red(const scalar_t* gi, const scalar_t* xi, 
   return {s[0], s[1]};
 }
 template <typename acc_t, typename scalar_t> HYPOPS_SWEEP
-inline void unary_bwd_out(scalar_t* o, const scalar_t* gi, const scalar_t* xi, acc_t a, acc_t b, int64_t D) {
+inline void unary_bwd_out(scalar_t* o, const scalar_t* gi, const scalar_t* xi, acc_t a, acc_t b, int64_t D,
+                          bool stream = false) {
+  if constexpr (kStreamable<scalar_t>) {
+    if (stream) return stream_row(o, D, [a, b](auto g, auto x) HYPOPS_SWEEP { return a * g + b * x; }, gi, xi);
+  }
 _Pragma("omp simd")
   for (int64_t d = 0; d < D; ++d) o[d] = scalar_t(a * acc_t(gi[d]) + b * acc_t(xi[d]));
 }
@@ -87,7 +94,11 @@ inline BinaryRed<acc_t> binary_red(const scalar_t* xi, const scalar_t* yi, int64
   }
 }
 template <typename acc_t, typename scalar_t> HYPOPS_SWEEP
-inline void binary_out(scalar_t* oi, const scalar_t* xi, const scalar_t* yi, acc_t a, acc_t b, int64_t D) {
+inline void binary_out(scalar_t* oi, const scalar_t* xi, const scalar_t* yi, acc_t a, acc_t b, int64_t D,
+                       bool stream = false) {
+  if constexpr (kStreamable<scalar_t>) {
+    if (stream) return stream_row(oi, D, [a, b](auto x, auto y) HYPOPS_SWEEP { return a * x + b * y; }, xi, yi);
+  }
 _Pragma("omp simd")
   for (int64_t d = 0; d < D; ++d) oi[d] = scalar_t(a * acc_t(xi[d]) + b * acc_t(yi[d]));
 }
@@ -110,7 +121,17 @@ inline BinaryBwdRed<acc_t> binary_bwd_red(const scalar_t* gi, const scalar_t* xi
 }
 template <typename acc_t, typename scalar_t> HYPOPS_SWEEP
 inline void binary_bwd_out(scalar_t* ox, scalar_t* oy, const scalar_t* gi, const scalar_t* xi, const scalar_t* yi,
-                           acc_t A, acc_t B, acc_t x2, acc_t y2, acc_t xyc, acc_t d2, int64_t D) {
+                           acc_t A, acc_t B, acc_t x2, acc_t y2, acc_t xyc, acc_t d2, int64_t D,
+                           bool stream = false) {
+  if constexpr (kStreamable<scalar_t>) {
+    if (stream) {
+      stream_row(ox, D, [=](auto g, auto x, auto y) HYPOPS_SWEEP { return A * g + x2 * x + xyc * y + d2 * (x - y); },
+                 gi, xi, yi);
+      stream_row(oy, D, [=](auto g, auto x, auto y) HYPOPS_SWEEP { return B * g + y2 * y + xyc * x - d2 * (x - y); },
+                 gi, xi, yi);
+      return;
+    }
+  }
 _Pragma("omp simd")
   for (int64_t d = 0; d < D; ++d) {
     const acc_t xv = acc_t(xi[d]), yv = acc_t(yi[d]), gv = acc_t(gi[d]);
@@ -139,11 +160,12 @@ template <typename Op> at::Tensor unary_forward(const char* name, const at::Tens
     const simd::RowKernels& kern = simd::row_kernels();
     if constexpr (Op::kBlocked) {
       if (kern.unary_fwd_f != nullptr) {
+        const bool stream = stream_outputs(streamed_bytes(r.mats) + out.nbytes());
         for_row_blocks(r.N, D, [&](int64_t b, int64_t e) HYPOPS_SWEEP {
           acc_t xx[kMaxRowBlock], k[kMaxRowBlock];
           for (int64_t i = b; i < e; ++i) xx[i - b] = row_sq<acc_t>(X(i), D);
           simd::run(kern, Op::kOp, simd::UnaryFwd<acc_t>{xx, k, c_, eps, e - b});
-          for (int64_t i = b; i < e; ++i) row_scale(O + i * D, X(i), k[i - b], D);
+          for (int64_t i = b; i < e; ++i) row_scale(O + i * D, X(i), k[i - b], D, stream);
         }, kern.avx2_sweeps);
         return;
       }
@@ -176,6 +198,7 @@ std::tuple<at::Tensor, at::Tensor> unary_backward(const char* name, const at::Te
     const simd::RowKernels& kern = simd::row_kernels();
     if constexpr (Op::kBlocked) {
       if (kern.unary_bwd_f != nullptr) {
+        const bool stream = stream_outputs(streamed_bytes(r.mats) + gx.nbytes());
         gc = sum_row_blocks(r.N, D, [&](int64_t b, int64_t e) HYPOPS_SWEEP {
           acc_t xx[kMaxRowBlock], gxv[kMaxRowBlock], ka[kMaxRowBlock], kb[kMaxRowBlock];
           for (int64_t i = b; i < e; ++i) {
@@ -185,7 +208,7 @@ std::tuple<at::Tensor, at::Tensor> unary_backward(const char* name, const at::Te
           }
           const double s =
               simd::run(kern, Op::kOp, simd::UnaryBwd<acc_t>{xx, gxv, ka, kb, cv, double(eps), e - b});
-          for (int64_t i = b; i < e; ++i) unary_bwd_out(GX + i * D, G(i), X(i), ka[i - b], kb[i - b], D);
+          for (int64_t i = b; i < e; ++i) unary_bwd_out(GX + i * D, G(i), X(i), ka[i - b], kb[i - b], D, stream);
           return s;
         }, kern.avx2_sweeps);
         return;
@@ -229,6 +252,7 @@ at::Tensor binary_forward(const char* name, const at::Tensor& x, const at::Tenso
     const bool blocked = Op::kBlockedForward || 3 * r.N * D * int64_t(sizeof(scalar_t)) <= kBlockedForwardMaxBytes;
     if (blocked && kern.binary_fwd_f != nullptr) {
       const bool prefetch = streamed_bytes(r.mats) >= kPrefetchMinBytes;
+      const bool stream = stream_outputs(streamed_bytes(r.mats) + out.nbytes());
       for_row_blocks(r.N, D, [&](int64_t b, int64_t e) HYPOPS_SWEEP {
         acc_t xx[kMaxRowBlock], yy[kMaxRowBlock], xy[kMaxRowBlock], dd[kMaxRowBlock];
         acc_t ka[kMaxRowBlock], kb[kMaxRowBlock];
@@ -242,7 +266,7 @@ at::Tensor binary_forward(const char* name, const at::Tensor& x, const at::Tenso
         simd::run(kern, Op::kOp, simd::BinaryFwd<acc_t>{xx, yy, xy, dd, ka, kb, c_, eps, e - b});
         for (int64_t i = b; i < e; ++i) {
           if (prefetch) prefetch_row(i + (e - b), r.N, D, X, Y);
-          binary_out(O + i * D, X(i), Y(i), ka[i - b], kb[i - b], D);
+          binary_out(O + i * D, X(i), Y(i), ka[i - b], kb[i - b], D, stream);
         }
       }, kern.avx2_sweeps);
       return;
@@ -286,6 +310,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> binary_backward(const char* name,
     const simd::RowKernels& kern = simd::row_kernels();
     if (kern.binary_bwd_f != nullptr) {
       const bool prefetch = streamed_bytes(r.mats) >= kPrefetchMinBytes;
+      const bool stream = stream_outputs(streamed_bytes(r.mats) + gx.nbytes() + gy.nbytes());
       gc = sum_row_blocks(r.N, D, [&](int64_t b, int64_t e) HYPOPS_SWEEP {
         constexpr int64_t B = kMaxRowBlock;
         acc_t xx[B], yy[B], xy[B], dd[B], gxv[B], gyv[B];
@@ -300,7 +325,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> binary_backward(const char* name,
         for (int64_t i = b; i < e; ++i) {
           if (prefetch) prefetch_row(i + (e - b), r.N, D, G, X, Y);
           const int64_t j = i - b;
-          binary_bwd_out(GX + i * D, GY + i * D, G(i), X(i), Y(i), ka[j], kb[j], x2[j], y2[j], xyc[j], d2[j], D);
+          binary_bwd_out(GX + i * D, GY + i * D, G(i), X(i), Y(i), ka[j], kb[j], x2[j], y2[j], xyc[j], d2[j], D,
+                         stream);
         }
         return s;
       }, kern.avx2_sweeps);
