@@ -7,8 +7,8 @@
 #include <vector>
 
 #include "common/math.h"
-#include "cpu/simd/bank_kernels.h"
 #include "cpu/rows.h"
+#include "cpu/simd/bank_kernels.h"
 #include "cpu/simd/row_kernels.h"
 
 #ifndef HYPOPS_WITH_CUDA
@@ -51,6 +51,7 @@ PYBIND11_MODULE(_C, m) {
   }, "Switch the CPU kernels (tests and benchmarks): 'avx512', 'avx2', 'baseline', 'scalar' or 'scalar-avx2'.");
   // Output rows are written with streaming (non-temporal) stores when an op's rows exceed this many bytes
   // (csrc/cpu/rows.h: stream_outputs; the last-level cache's size; -1: never).
+  m.attr("has_stream_stores") = bool(HYPOPS_STREAM_STORES);  // x86-64 only
   m.def("stream_min_bytes", [] { return hypops::stream_min_bytes(); });
   m.def("_set_stream_min_bytes", [](int64_t bytes) {
     if (bytes < -2) throw py::value_error("hypops: stream_min_bytes must be >= 0, -1 (never) or -2 (the cache's size)");

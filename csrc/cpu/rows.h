@@ -169,8 +169,9 @@ HYPOPS_SWEEP inline std::array<acc_t, K> row_reductions(int64_t D, const F& step
 #endif
 #endif  // !__CUDACC__
 
-// Software prefetch of row i of each of rows (the same row of the next block, while the current block's
-// outputs are written): a block of rows is about one 4 KiB page per input, and the hardware's L2 streamer
+// Software prefetch of row i of each of rows, ahead of its use: the blocked sweeps prefetch row j of the
+// next block while writing row j of the current one (dist2plane's forward, which writes one value a row,
+// during its first sweep), mobius_add's per-row forward one block's worth of rows ahead. A block of rows is about one 4 KiB page per input, and the hardware's L2 streamer
 // does not prefetch across a page boundary, so each block started with its first lines' full memory
 // latency, not overlapped with the per-row math. Spread over the output sweep: prefetching a whole block
 // at its start was slower (0.8-0.9x at 2^18 x 64). It pays only past the caches, so callers prefetch when
@@ -178,7 +179,8 @@ HYPOPS_SWEEP inline std::array<acc_t, K> row_reductions(int64_t D, const F& step
 // more. In one process against no prefetch, expmap / logmap forward (two inputs): 1.14x / 1.15x at
 // 2^18 x 64, 1.14x / 1.23x at 2^20 x 64, expmap 1.11-1.36x at 2^16 x 64 (32 MiB of inputs), 0.92-1.01x at
 // 2^14-2^15 x 64 (8-16 MiB), 0.82-0.90x at 4096 x 64 (in L2); backward (three inputs; expmap, mobius_add)
-// 1.03-1.13x at 2^18-2^20 x 64, 1.08x at 2^16 x 64, 0.89-1.0x at 4096-32768 x 64.
+// 1.03-1.13x at 2^18-2^20 x 64, 1.08x at 2^16 x 64, 0.89-1.0x at 4096-32768 x 64; mobius_add's per-row
+// forward 1.21x and dist's backward 1.03-1.21x at 2^18-2^20 x 64.
 constexpr int64_t kPrefetchMinBytes = int64_t(32) << 20;
 inline int64_t streamed_bytes(const std::vector<at::Tensor>& mats) {
   int64_t bytes = 0;
@@ -198,7 +200,6 @@ HYPOPS_SWEEP inline void prefetch_row(int64_t i, int64_t N, int64_t D, const Row
     for (uintptr_t a = first; a < end; a += 64) __builtin_prefetch(reinterpret_cast<const void*>(a), 0, 3);
   }
 }
-#endif
 
 // Non-temporal ("streaming") stores of output rows. A plain store first reads the line it writes
 // (read-for-ownership), so an op whose rows do not fit in cache moves each output byte twice; a streaming
@@ -214,7 +215,6 @@ inline int64_t last_level_cache_bytes() {
     long b = -1;
 #if HYPOPS_STREAM_STORES && defined(_SC_LEVEL3_CACHE_SIZE)
     b = sysconf(_SC_LEVEL3_CACHE_SIZE);
-    if (b <= 0) b = sysconf(_SC_LEVEL2_CACHE_SIZE);
 #endif
     return b > 0 ? int64_t(b) : int64_t(-1);  // unknown (or not x86-64): never stream
   }();
@@ -244,7 +244,8 @@ inline void store_fence() {
 #if HYPOPS_STREAM_STORES
 template <typename T> constexpr bool kStreamable = std::is_same_v<T, float> || std::is_same_v<T, double>;
 // o[d] = f(in[d]...) for d in [0, D): 16-byte vectors stored with _mm_stream_*, which needs a 16-byte
-// aligned address (the row's first elements until there and its last D % 4 floats are stored plainly).
+// aligned address (the row's first elements until there, and what is left after the last whole vector, are
+// stored plainly).
 // f is called on 16-byte vectors (gcc's vector extension) and on scalars.
 template <typename T, typename F, typename... In>
 HYPOPS_SWEEP inline void stream_row(T* o, int64_t D, const F& f, const In*... in) {
@@ -330,6 +331,7 @@ template <typename F> double sum_rows(int64_t N, int64_t D, const F& f, bool avx
       },
       std::plus<double>());
 }
+#endif  // !__CUDACC__: prefetch, streaming stores and the row-parallel loops are CPU code, hidden from nvcc
 
 template <typename scalar_t> constexpr double proj_eps() {
   if constexpr (std::is_same_v<scalar_t, double>) return PROJ_EPS_FLOAT64;
