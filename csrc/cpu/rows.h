@@ -169,18 +169,17 @@ HYPOPS_SWEEP inline std::array<acc_t, K> row_reductions(int64_t D, const F& step
 #endif
 #endif  // !__CUDACC__
 
-// Software prefetch of row i of each of rows, ahead of its use: the blocked sweeps prefetch row j of the
-// next block while writing row j of the current one (dist2plane's forward, which writes one value a row,
-// during its first sweep), mobius_add's per-row forward one block's worth of rows ahead. A block of rows is about one 4 KiB page per input, and the hardware's L2 streamer
-// does not prefetch across a page boundary, so each block started with its first lines' full memory
-// latency, not overlapped with the per-row math. Spread over the output sweep: prefetching a whole block
-// at its start was slower (0.8-0.9x at 2^18 x 64). It pays only past the caches, so callers prefetch when
-// their streamed input rows (streamed_bytes: broadcast ones are not streamed) total kPrefetchMinBytes or
-// more. In one process against no prefetch, expmap / logmap forward (two inputs): 1.14x / 1.15x at
-// 2^18 x 64, 1.14x / 1.23x at 2^20 x 64, expmap 1.11-1.36x at 2^16 x 64 (32 MiB of inputs), 0.92-1.01x at
-// 2^14-2^15 x 64 (8-16 MiB), 0.82-0.90x at 4096 x 64 (in L2); backward (three inputs; expmap, mobius_add)
-// 1.03-1.13x at 2^18-2^20 x 64, 1.08x at 2^16 x 64, 0.89-1.0x at 4096-32768 x 64; mobius_add's per-row
-// forward 1.21x and dist's backward 1.03-1.21x at 2^18-2^20 x 64.
+// Software prefetch of row i of each of rows, ahead of its use: the blocked sweeps prefetch row j of the next block
+// while writing row j of the current one (dist2plane's forward, which writes one value a row, during its first sweep),
+// mobius_add's per-row forward one block's worth of rows ahead. A block of rows is about one 4 KiB page per input, and
+// the hardware's L2 streamer does not prefetch across a page boundary, so each block started with its first lines' full
+// memory latency, not overlapped with the per-row math. Spread over the output sweep: prefetching a whole block at its
+// start was slower (0.8-0.9x at 2^18 x 64). It pays only past the caches, so callers prefetch when their streamed input
+// rows (streamed_bytes: broadcast ones are not streamed) total kPrefetchMinBytes or more. In one process against no
+// prefetch, expmap / logmap forward (two inputs): 1.14x / 1.15x at 2^18 x 64, 1.14x / 1.23x at 2^20 x 64, expmap
+// 1.11-1.36x at 2^16 x 64 (32 MiB of inputs), 0.92-1.01x at 2^14-2^15 x 64 (8-16 MiB), 0.82-0.90x at 4096 x 64 (in L2);
+// backward (three inputs; expmap, mobius_add) 1.03-1.13x at 2^18-2^20 x 64, 1.08x at 2^16 x 64, 0.89-1.0x at 4096-32768
+// x 64; mobius_add's per-row forward 1.21x and dist's backward 1.03-1.21x at 2^18-2^20 x 64.
 constexpr int64_t kPrefetchMinBytes = int64_t(32) << 20;
 inline int64_t streamed_bytes(const std::vector<at::Tensor>& mats) {
   int64_t bytes = 0;
@@ -205,9 +204,11 @@ HYPOPS_SWEEP inline void prefetch_row(int64_t i, int64_t N, int64_t D, const Row
 // (read-for-ownership), so an op whose rows do not fit in cache moves each output byte twice; a streaming
 // store writes the line without reading it. They are used where the rows an op reads and writes together
 // exceed the last-level cache (stream_outputs), by the blocked sweeps that gained from them (in one process
-// against plain stores at 2^20 x 64 float32, 1 thread: forward expmap 1.18x, logmap 1.15-1.19x, logmap0 1.15x,
-// expmap0 1.03x; backward dist 1.37-1.51x, expmap 1.19x, logmap 1.12x, expmap0 1.09x, mobius_add 1.08x,
-// logmap0 1.06x). Not where they did not: mobius_add's per-row forward (0.89-0.99x) and dist2plane's
+// against plain stores at 2^20 x 64 float32, 1 thread, alternating calls: forward expmap 1.18-1.26x, logmap
+// 1.15-1.19x, logmap0 1.15x, expmap0 1.03x; backward dist 1.31-1.51x (one run 0.86x), expmap 1.10-1.23x (one
+// run 0.92x), logmap 1.12x, expmap0 1.09x, mobius_add 1.08x, logmap0 1.06x; in blocks of four consecutive
+// calls, which bill each side its own write-backs, forward+backward expmap 1.10x, mobius_add 1.14x, dist
+// 1.24x, expmap forward 1.05x). Not where they did not: mobius_add's per-row forward (0.89-0.99x) and dist2plane's
 // backward (three outputs; 0.98-1.04x, also with the three stored in one loop). Below the cache's size an
 // output may still be cached for whoever reads it next, and a streaming store would send it to memory.
 inline int64_t last_level_cache_bytes() {
