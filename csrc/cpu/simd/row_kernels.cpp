@@ -3,7 +3,7 @@
 // choice of Lane<T> over at::vec / libmvec, and for the build flags): HYPOPS_ISA names the namespace.
 //
 // Forward: the op's formula from common/math.h (through cpu/row_ops.h) on Lane<T>.
-// Backward: the same formula on Dual<Lane<double>, N> (N = 2 unary, 5 binary, 4 dist), i.e. the very
+// Backward: the same formula on Dual<Lane<double>, N> (N = 2 unary, 5 binary (4 without |x-y|^2), 4 dist), i.e. the very
 // evaluation the scalar path does on Dual<double, N>, one row per lane; dist2plane uses its hand-derived
 // partials dist2plane_grad (7 partials on Dual spill registers, bank_kernels.cpp measured it).
 // The outputs and the rounding steps (which products are formed in double, where they are rounded to T)
@@ -70,26 +70,31 @@ template <typename Op, typename T> __attribute__((flatten)) void binary_fwd(cons
   }
 }
 
+// Ops whose formula does not read |x - y|^2 (not Op::kUsesDD: mobius_add, expmap) carry four partials, not
+// five: a dd slot would stay zero but cost its share of every dual operation (0 * v is not folded, v may be
+// Inf), and dd[i], d2[i] are neither read nor written (cpu/rowwise.h skips that reduction and term).
 template <typename Op, typename T> __attribute__((flatten)) double binary_bwd(const BinaryBwd<T>& a) {
   using L = Lane<double>;
-  using Du = Dual<L, 5>;  // partials: |x|^2, |y|^2, <x,y>, |x-y|^2, c
+  constexpr bool kDD = Op::kUsesDD;
+  constexpr int kC = kDD ? 4 : 3;           // slot of c
+  using Du = Dual<L, kC + 1>;               // partials: |x|^2, |y|^2, <x,y>, [|x-y|^2,] c
   const T *xx = a.xx, *yy = a.yy, *xy = a.xy, *dd = a.dd, *gx = a.gx, *gy = a.gy;
   T *ka = a.a, *kb = a.b, *x2 = a.x2, *y2 = a.y2, *xyc = a.xyc, *d2 = a.d2;
   const double c = a.c, eps = a.eps;
   double gc = 0;
 #pragma omp simd reduction(+ : gc)
   for (int64_t i = 0; i < a.n; ++i) {
+    const Du ddi = kDD ? Du::var(L(double(dd[i])), 3) : Du(L(0.0));
     const Coef2<Du> k = Op::coef(Du::var(L(double(xx[i])), 0), Du::var(L(double(yy[i])), 1),
-                                 Du::var(L(double(xy[i])), 2), Du::var(L(double(dd[i])), 3), Du::var(L(c), 4),
-                                 L(eps));
+                                 Du::var(L(double(xy[i])), 2), ddi, Du::var(L(c), kC), L(eps));
     const double g1 = double(gx[i]), g2 = double(gy[i]);
     ka[i] = T(k.a.v.v);
     kb[i] = T(k.b.v.v);
     x2[i] = T(2.0 * (k.a.d[0].v * g1 + k.b.d[0].v * g2));
     y2[i] = T(2.0 * (k.a.d[1].v * g1 + k.b.d[1].v * g2));
     xyc[i] = T(k.a.d[2].v * g1 + k.b.d[2].v * g2);
-    d2[i] = T(2.0 * (k.a.d[3].v * g1 + k.b.d[3].v * g2));
-    gc += k.a.d[4].v * g1 + k.b.d[4].v * g2;
+    if constexpr (kDD) d2[i] = T(2.0 * (k.a.d[3].v * g1 + k.b.d[3].v * g2));
+    gc += k.a.d[kC].v * g1 + k.b.d[kC].v * g2;
   }
   return gc;
 }

@@ -40,7 +40,8 @@ template <typename T> struct BinaryFwd {
   int64_t n;
 };
 // binary backward, with gx = <g,x>, gy = <g,y> and l = a gx + b gy: writes a, b and x2 = 2 dl/dxx,
-// y2 = 2 dl/dyy, xyc = dl/dxy, d2 = 2 dl/ddd (cpu/rowwise.h applies them); returns sum_i dl/dc.
+// y2 = 2 dl/dyy, xyc = dl/dxy, d2 = 2 dl/ddd (cpu/rowwise.h applies them); returns sum_i dl/dc. dd is read
+// and d2 written only for ops whose formula reads |x - y|^2 (RowOp::logmap; Op::kUsesDD).
 template <typename T> struct BinaryBwd {
   const T *xx, *yy, *xy, *dd, *gx, *gy;
   T *a, *b, *x2, *y2, *xyc, *d2;
