@@ -84,9 +84,11 @@ template <typename Op, typename T> __attribute__((flatten)) double binary_bwd(co
   double gc = 0;
 #pragma omp simd reduction(+ : gc)
   for (int64_t i = 0; i < a.n; ++i) {
-    const Du ddi = kDD ? Du::var(L(double(dd[i])), 3) : Du(L(0.0));
+    // Without kDD the formula ignores its dd argument (slot 3 is then c's, harmlessly): dd[i] is not read.
+    // A select between two Duals here (dd's variable or a constant) left logmap's loop unvectorised.
+    const double ddi = kDD ? double(dd[i]) : 0.0;
     const Coef2<Du> k = Op::coef(Du::var(L(double(xx[i])), 0), Du::var(L(double(yy[i])), 1),
-                                 Du::var(L(double(xy[i])), 2), ddi, Du::var(L(c), kC), L(eps));
+                                 Du::var(L(double(xy[i])), 2), Du::var(L(ddi), 3), Du::var(L(c), kC), L(eps));
     const double g1 = double(gx[i]), g2 = double(gy[i]);
     ka[i] = T(k.a.v.v);
     kb[i] = T(k.b.v.v);
