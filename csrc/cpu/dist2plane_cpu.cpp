@@ -84,13 +84,13 @@ at::Tensor dist2plane_cpu(const at::Tensor& x, const at::Tensor& p, const at::Te
         }
         simd::run(kern, simd::PlaneFwd<acc_t>{xx, pp, aa, pa, dd, da, o, c_, e - b, is_signed, scaled});
         for (int64_t i = b; i < e; ++i) O[i] = scalar_t(o[i - b]);
-      }, kern.avx2_sweeps);
+      }, kern.sweeps);
       return;
     }
     for_rows(r.N, r.D, [&](int64_t i) HYPOPS_SWEEP {
       const auto q = plane_reductions<scalar_t, acc_t>(X(i), P(i), A(i), r.D);
       O[i] = scalar_t(dist2plane_value(q.xx, q.pp, q.aa, q.pa, q.dd, q.da, c_, is_signed, scaled));
-    }, kern.avx2_sweeps);
+    }, kern.sweeps);
   });
   return out;
 }
@@ -136,7 +136,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> dist2plane_backward_c
                         lda[j], D);
         }
         return s;
-      }, kern.avx2_sweeps);
+      }, kern.sweeps);
       return;
     }
     gc = sum_rows(r.N, D, [&](int64_t i) HYPOPS_SWEEP {
@@ -149,7 +149,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> dist2plane_backward_c
                   ldd = 2 * gi * l.d[4], lda = gi * l.d[5];
       plane_bwd_out(GX + i * D, GP + i * D, GA + i * D, xi, pi, ai, lxx, lpp, laa, lpa, ldd, lda, D);
       return gi * l.d[6];
-    }, kern.avx2_sweeps);
+    }, kern.sweeps);
   });
   return {reduce_to(gx, r.shape, x), reduce_to(gp, r.shape, p), reduce_to(ga, r.shape, a), grad_c_tensor(gc, c)};
 }

@@ -70,13 +70,13 @@ at::Tensor dist_cpu(const at::Tensor& x, const at::Tensor& y, const at::Tensor& 
         }
         simd::run(kern, simd::DistFwd<acc_t>{xx, yy, dd, o, c_, e - b});
         for (int64_t i = b; i < e; ++i) O[i] = scalar_t(o[i - b]);
-      }, kern.avx2_sweeps);
+      }, kern.sweeps);
       return;
     }
     for_rows(r.N, D, [&](int64_t i) HYPOPS_SWEEP {
       const auto q = dist_red<acc_t>(X(i), Y(i), D);
       O[i] = scalar_t(dist_value(q.xx, q.yy, q.dd, c_));
-    }, kern.avx2_sweeps);
+    }, kern.sweeps);
   });
   return out;
 }
@@ -120,7 +120,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> dist_backward_cpu(const at::Tenso
           dist_bwd_out(GX + i * D, GY + i * D, X(i), Y(i), x2[i - b], y2[i - b], d2[i - b], D, stream);
         }
         return s;
-      }, kern.avx2_sweeps);
+      }, kern.sweeps);
       return;
     }
     gc = sum_rows(r.N, D, [&](int64_t i) HYPOPS_SWEEP {
@@ -130,7 +130,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> dist_backward_cpu(const at::Tenso
       const acc_t x2 = 2 * gi * l.d[0], y2 = 2 * gi * l.d[1], d2 = 2 * gi * l.d[2];
       dist_bwd_out(GX + i * D, GY + i * D, X(i), Y(i), x2, y2, d2, D);
       return gi * l.d[3];
-    }, kern.avx2_sweeps);
+    }, kern.sweeps);
   });
   return {reduce_to(gx, r.shape, x), reduce_to(gy, r.shape, y), grad_c_tensor(gc, c)};
 }

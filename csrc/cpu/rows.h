@@ -17,6 +17,9 @@
 
 #include "common/checks.h"
 #include "common/math.h"
+#if !defined(__CUDACC__)
+#include "cpu/simd/row_kernels.h"  // SweepIsa (the row loops below, hidden from nvcc like them)
+#endif
 
 #if defined(__x86_64__) && !defined(__CUDACC__)
 #include <emmintrin.h>  // _mm_stream_ps / _mm_stream_pd / _mm_sfence: SSE2, in every x86-64 build
@@ -65,40 +68,54 @@ template <typename scalar_t> Row<scalar_t> row_of(const at::Tensor& m) {
 // Rows per task: enough work per task (~32K elements) that scheduling costs nothing.
 inline int64_t row_grain(int64_t D) { return std::max<int64_t>(1, 32768 / std::max<int64_t>(D, 1)); }
 
-// The sweeps over the rows in AVX2+FMA code. This module is compiled for the x86-64 baseline (SSE2: 4
-// floats a vector, no FMA), so the sweeps of the row ops (the reductions over a row and the writing of the
-// output rows) ran 4 floats at a time. Where the CPU has AVX2 and FMA (the caller passes avx2 = true when
-// the row kernels in use are the AVX2 or AVX-512 ones: RowKernels::avx2_sweeps), the loops below run the
-// caller's function inside a function with target("avx2,fma"); that function is an always_inline lambda
-// (HYPOPS_SWEEP), so gcc compiles its body a second time there, with 8-float vectors and FMA. (A callee
-// that is not inlined keeps its baseline code, so nothing compiled for AVX2 is reachable without the
-// check.) In one process against the baseline sweeps, expmap forward and backward: 1.1x at 4096 x 16,
-// 1.2-1.4x at 2048 x 32 to 1024 x 128, 1.13x at 2^18 x 64. 512-bit vectors were slower than 256-bit
-// ones at every size measured (0.77-0.84x of the baseline at D = 16, where a row is one vector and the six
-// reductions' horizontal sums dominated; measured with the omp simd reductions that row_reductions below replaced).
+// The sweeps over the rows in AVX2+FMA or AVX-512 code. This module is compiled for the x86-64 baseline (SSE2: 4
+// floats a vector, no FMA), so the sweeps of the row ops (the reductions over a row and the writing of the output
+// rows) ran 4 floats at a time. Where the CPU has more (the caller passes the row kernels' RowKernels::sweeps:
+// SweepIsa::avx2 for the AVX2 kernels, avx512 for the AVX-512 ones, which run only on a CPU that has those
+// instructions), the loops below run the caller's function inside a function with target("avx2,fma") or the
+// AVX-512 target; that function is an always_inline lambda (HYPOPS_SWEEP), so gcc compiles its body once more
+// there, with 8-float vectors and FMA (16-float for the omp simd output loops under AVX-512; row_reductions keeps
+// its 32-byte vectors). (A callee that is not inlined keeps its baseline code, so nothing compiled for AVX2 is
+// reachable without the check.) In one process against the baseline sweeps, expmap forward and backward: 1.1x at
+// 4096 x 16, 1.2-1.4x at 2048 x 32 to 1024 x 128, 1.13x at 2^18 x 64. AVX-512 against AVX2 sweeps (both with the
+// AVX-512 row kernels, at 690c692 with a temporary switch, in one process): backward 1.04-1.33x in cache (8192 x
+// 16, 4096 x 64: mobius_add 1.33x / 1.14x, dist 1.09x / 1.15x, logmap 1.09x / 1.09x, expmap 1.01x / 1.10x,
+// dist2plane 1.05x / 1.04x, expmap0 1.03x / 1.04x), and 0.88-1.09x at 2^18-2^20 x 64, where memory bounds them;
+// forward 0.91-1.13x, no consistent difference. 64-byte vectors in row_reductions measured 0.36-0.6x under AVX2
+// (gcc splits them through memory) and 0.87-1.08x under AVX-512, so it stays at 32 bytes. (The first AVX-512
+// trial, with the omp simd reductions that row_reductions replaced, was 0.77-0.84x of the baseline at D = 16.)
 #if defined(__GNUC__) && defined(__x86_64__)
 #define HYPOPS_AVX2_TARGET __attribute__((target("avx2,fma")))
+#define HYPOPS_AVX512_TARGET \
+  __attribute__((target("avx512f,avx512dq,avx512vl,avx512bw,avx2,fma,prefer-vector-width=512")))
 #define HYPOPS_SWEEP __attribute__((always_inline))
 #else
 #define HYPOPS_AVX2_TARGET
+#define HYPOPS_AVX512_TARGET
 #define HYPOPS_SWEEP
 #endif
-template <typename F> HYPOPS_AVX2_TARGET void each_row_avx2(const F& f, int64_t b, int64_t e) {
-  for (int64_t i = b; i < e; ++i) f(i);
-}
-template <typename F> HYPOPS_AVX2_TARGET void each_block_avx2(const F& f, int64_t b, int64_t e, int64_t B) {
-  for (int64_t i = b; i < e; i += B) f(i, std::min(e, i + B));
-}
-template <typename F> HYPOPS_AVX2_TARGET double sum_rows_avx2(const F& f, int64_t b, int64_t e) {
-  double acc = 0;
-  for (int64_t i = b; i < e; ++i) acc += double(f(i));
-  return acc;
-}
-template <typename F> HYPOPS_AVX2_TARGET double sum_blocks_avx2(const F& f, int64_t b, int64_t e, int64_t B) {
-  double acc = 0;
-  for (int64_t i = b; i < e; i += B) acc += f(i, std::min(e, i + B));
-  return acc;
-}
+// The four loops of the sweeps (rows, blocks, and their sums) once per target.
+#define HYPOPS_SWEEP_LOOPS(isa, target)                                                                \
+  template <typename F> target void each_row_##isa(const F& f, int64_t b, int64_t e) {                 \
+    for (int64_t i = b; i < e; ++i) f(i);                                                              \
+  }                                                                                                    \
+  template <typename F> target void each_block_##isa(const F& f, int64_t b, int64_t e, int64_t B) {    \
+    for (int64_t i = b; i < e; i += B) f(i, std::min(e, i + B));                                       \
+  }                                                                                                    \
+  template <typename F> target double sum_rows_##isa(const F& f, int64_t b, int64_t e) {               \
+    double acc = 0;                                                                                    \
+    for (int64_t i = b; i < e; ++i) acc += double(f(i));                                               \
+    return acc;                                                                                        \
+  }                                                                                                    \
+  template <typename F> target double sum_blocks_##isa(const F& f, int64_t b, int64_t e, int64_t B) {  \
+    double acc = 0;                                                                                    \
+    for (int64_t i = b; i < e; i += B) acc += f(i, std::min(e, i + B));                                \
+    return acc;                                                                                        \
+  }
+HYPOPS_SWEEP_LOOPS(baseline, )
+HYPOPS_SWEEP_LOOPS(avx2, HYPOPS_AVX2_TARGET)
+HYPOPS_SWEEP_LOOPS(avx512, HYPOPS_AVX512_TARGET)
+#undef HYPOPS_SWEEP_LOOPS
 
 // K sums over one row at once (the reductions of a sweep: |x|^2, <x,y>, ...): step(s, v...) adds the terms
 // of one position to s[0..K) given the rows' values v there (unit column stride, as make_rows gives). It is
@@ -271,12 +288,16 @@ HYPOPS_SWEEP inline void stream_row(T* o, int64_t D, const F& f, const In*... in
 template <typename T> constexpr bool kStreamable = false;
 #endif
 
-// f(i) for every row; avx2: see "The sweeps over the rows in AVX2+FMA code" above (f must then be a
-// HYPOPS_SWEEP lambda).
-template <typename F> void for_rows(int64_t N, int64_t D, const F& f, bool avx2 = false) {
+// One task's share of the sweeps in the code of `isa` (see "The sweeps over the rows" above; f must be a
+// HYPOPS_SWEEP lambda unless isa is baseline).
+#define HYPOPS_BY_ISA(isa, fn, ...)                                       \
+  (isa == simd::SweepIsa::avx512 ? fn##avx512(__VA_ARGS__)                \
+   : isa == simd::SweepIsa::avx2 ? fn##avx2(__VA_ARGS__) : fn##baseline(__VA_ARGS__))
+
+// f(i) for every row, the sweeps in the code of `isa`.
+template <typename F> void for_rows(int64_t N, int64_t D, const F& f, simd::SweepIsa isa = simd::SweepIsa::baseline) {
   at::parallel_for(0, N, row_grain(D), [&](int64_t b, int64_t e) {
-    if (avx2) each_row_avx2(f, b, e);
-    else for (int64_t i = b; i < e; ++i) f(i);
+    HYPOPS_BY_ISA(isa, each_row_, f, b, e);
     store_fence();
   });
 }
@@ -297,23 +318,23 @@ inline int64_t row_block(int64_t D) {
 }
 
 // f(b, e) over consecutive blocks [b, e) of at most row_block(D) rows, the tasks split as for_rows does;
-// avx2 as for for_rows.
-template <typename F> void for_row_blocks(int64_t N, int64_t D, const F& f, bool avx2 = false) {
+// isa as for for_rows.
+template <typename F>
+void for_row_blocks(int64_t N, int64_t D, const F& f, simd::SweepIsa isa = simd::SweepIsa::baseline) {
   const int64_t B = row_block(D);
   at::parallel_for(0, N, std::max(row_grain(D), B), [&](int64_t b, int64_t e) {
-    if (avx2) each_block_avx2(f, b, e, B);
-    else for (int64_t i = b; i < e; i += B) f(i, std::min(e, i + B));
+    HYPOPS_BY_ISA(isa, each_block_, f, b, e, B);
     store_fence();
   });
 }
 // Sum over blocks of f(b, e) (a double: the gradient of c), accumulated in double per task.
-template <typename F> double sum_row_blocks(int64_t N, int64_t D, const F& f, bool avx2 = false) {
+template <typename F>
+double sum_row_blocks(int64_t N, int64_t D, const F& f, simd::SweepIsa isa = simd::SweepIsa::baseline) {
   const int64_t B = row_block(D);
   return at::parallel_reduce(
       0, N, std::max(row_grain(D), B), 0.0,
       [&](int64_t b, int64_t e, double acc) {
-        if (avx2) acc += sum_blocks_avx2(f, b, e, B);
-        else for (int64_t i = b; i < e; i += B) acc += f(i, std::min(e, i + B));
+        acc += HYPOPS_BY_ISA(isa, sum_blocks_, f, b, e, B);
         store_fence();
         return acc;
       },
@@ -321,17 +342,17 @@ template <typename F> double sum_row_blocks(int64_t N, int64_t D, const F& f, bo
 }
 
 // Sum over rows of f(i) (the gradient of c), accumulated in double per task.
-template <typename F> double sum_rows(int64_t N, int64_t D, const F& f, bool avx2 = false) {
+template <typename F> double sum_rows(int64_t N, int64_t D, const F& f, simd::SweepIsa isa = simd::SweepIsa::baseline) {
   return at::parallel_reduce(
       0, N, row_grain(D), 0.0,
       [&](int64_t b, int64_t e, double acc) {
-        if (avx2) acc += sum_rows_avx2(f, b, e);
-        else for (int64_t i = b; i < e; ++i) acc += double(f(i));
+        acc += HYPOPS_BY_ISA(isa, sum_rows_, f, b, e);
         store_fence();
         return acc;
       },
       std::plus<double>());
 }
+#undef HYPOPS_BY_ISA
 #endif  // !__CUDACC__: prefetch, streaming stores and the row-parallel loops are CPU code, hidden from nvcc
 
 template <typename scalar_t> constexpr double proj_eps() {

@@ -196,14 +196,14 @@ template <typename Op> at::Tensor unary_forward(const char* name, const at::Tens
           for (int64_t i = b; i < e; ++i) xx[i - b] = row_sq<acc_t>(X(i), D);
           simd::run(kern, Op::kOp, simd::UnaryFwd<acc_t>{xx, k, c_, eps, e - b});
           for (int64_t i = b; i < e; ++i) row_scale(O + i * D, X(i), k[i - b], D, stream);
-        }, kern.avx2_sweeps);
+        }, kern.sweeps);
         return;
       }
     }
     for_rows(r.N, D, [&](int64_t i) HYPOPS_SWEEP {
       const acc_t k = Op::coef(row_sq<acc_t>(X(i), D), c_, eps);
       row_scale(O + i * D, X(i), k, D);
-    }, kern.avx2_sweeps);
+    }, kern.sweeps);
   });
   return out;
 }
@@ -240,7 +240,7 @@ std::tuple<at::Tensor, at::Tensor> unary_backward(const char* name, const at::Te
               simd::run(kern, Op::kOp, simd::UnaryBwd<acc_t>{xx, gxv, ka, kb, cv, double(eps), e - b});
           for (int64_t i = b; i < e; ++i) unary_bwd_out(GX + i * D, G(i), X(i), ka[i - b], kb[i - b], D, stream);
           return s;
-        }, kern.avx2_sweeps);
+        }, kern.sweeps);
         return;
       }
     }
@@ -250,7 +250,7 @@ std::tuple<at::Tensor, at::Tensor> unary_backward(const char* name, const at::Te
       const acc_t a = k.v, b = acc_t(2) * q.gx * k.d[0];
       unary_bwd_out(GX + i * D, G(i), X(i), a, b, D);
       return q.gx * k.d[1];
-    }, kern.avx2_sweeps);
+    }, kern.sweeps);
   });
   return {reduce_to(gx, r.shape, x), grad_c_tensor(gc, c)};
 }
@@ -298,7 +298,7 @@ at::Tensor binary_forward(const char* name, const at::Tensor& x, const at::Tenso
           if (prefetch) prefetch_row(i + (e - b), r.N, D, X, Y);
           binary_out(O + i * D, X(i), Y(i), ka[i - b], kb[i - b], D, stream);
         }
-      }, kern.avx2_sweeps);
+      }, kern.sweeps);
       return;
     }
     // rows one block's worth ahead, as the blocked paths do (cpu/rows.h: prefetch_row): in one process
@@ -311,7 +311,7 @@ at::Tensor binary_forward(const char* name, const at::Tensor& x, const at::Tenso
       const auto q = binary_red<Op::kUsesDD, acc_t>(X(i), Y(i), D);
       const Coef2<acc_t> k = Op::coef(q.xx, q.yy, q.xy, q.dd, c_, eps);
       binary_out(O + i * D, X(i), Y(i), k.a, k.b, D);
-    }, kern.avx2_sweeps);
+    }, kern.sweeps);
   });
   return out;
 }
@@ -359,7 +359,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> binary_backward(const char* name,
                          stream);
         }
         return s;
-      }, kern.avx2_sweeps);
+      }, kern.sweeps);
       return;
     }
     gc = sum_rows(r.N, D, [&](int64_t i) HYPOPS_SWEEP {
@@ -371,7 +371,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> binary_backward(const char* name,
       binary_bwd_out<Op::kUsesDD>(GX + i * D, GY + i * D, G(i), X(i), Y(i), acc_t(k.a.v), acc_t(k.b.v), acc_t(2 * l[0]),
                      acc_t(2 * l[1]), acc_t(l[2]), acc_t(2 * l[3]), D);
       return l[4];
-    }, kern.avx2_sweeps);
+    }, kern.sweeps);
   });
   return {reduce_to(gx, r.shape, x), reduce_to(gy, r.shape, y), grad_c_tensor(gc, c)};
 }

@@ -24,7 +24,7 @@ const RowKernels scalar_row_kernels = {"scalar"};  // every function pointer nul
 const BankKernels scalar_avx2_kernels = {"scalar-avx2", nullptr, nullptr, nullptr, nullptr, nullptr, nullptr};
 RowKernels scalar_avx2_rows() {
   RowKernels k{"scalar-avx2"};
-  k.avx2_sweeps = true;
+  k.sweeps = SweepIsa::avx2;
   return k;
 }
 const RowKernels scalar_avx2_row_kernels = scalar_avx2_rows();

@@ -233,10 +233,12 @@ const RowKernels row_kernels = {
     &dist_fwd<float>,       &dist_fwd<double>,       &dist_bwd<float>,       &dist_bwd<double>,
     &plane_fwd<float>,      &plane_fwd<double>,      &plane_bwd<float>,      &plane_bwd<double>,
     &math_array<float>,     &math_array<double>,
-#if defined(__AVX2__) && defined(__FMA__)
-    true};
+#if defined(__AVX512F__) && defined(__AVX512DQ__) && defined(__AVX512VL__) && defined(__AVX512BW__)
+    SweepIsa::avx512};
+#elif defined(__AVX2__) && defined(__FMA__)
+    SweepIsa::avx2};
 #else
-    false};
+    SweepIsa::baseline};
 #endif
 
 }  // namespace HYPOPS_ISA

@@ -18,6 +18,9 @@
 namespace hypops {
 namespace simd {
 
+// The instruction set of the sweeps over the rows (cpu/rows.h).
+enum class SweepIsa : int8_t { baseline, avx2, avx512 };
+
 // unary (expmap0, logmap0; project runs per row, cpu/row_ops.h): k[i] = coef(xx[i], c).
 template <typename T> struct UnaryFwd {
   const T* xx;
@@ -105,9 +108,9 @@ struct RowKernels {
   double (*plane_bwd_d)(const PlaneBwd<double>&);
   void (*math_f)(LaneFn, const float* in, float* out, int64_t n);
   void (*math_d)(LaneFn, const double* in, double* out, int64_t n);
-  // The callers' sweeps over the rows may run in AVX2+FMA code (cpu/rows.h: the loops' avx2 argument):
-  // true for the AVX2 and AVX-512 kernels, which run only on a CPU that has AVX2 and FMA.
-  bool avx2_sweeps;
+  // The code the callers' sweeps over the rows run in (cpu/rows.h: the loops' isa argument): the kernels'
+  // own instruction set (AVX2 and AVX-512 kernels run only on a CPU that has it); baseline for "scalar".
+  SweepIsa sweeps;
 };
 
 // Overloads picking the table entry for the accumulation type.
