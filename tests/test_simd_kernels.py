@@ -2,7 +2,7 @@
 "avx2" = AVX2+FMA, "avx512" = AVX-512 F/DQ/VL/BW with 512-bit vectors) against the "scalar" kernels, the
 plain loops that evaluate the formulas of csrc/common/math.h through libm and their gradients on Dual
 numbers (the code before vectorisation; "scalar-avx2" for the row ops under avx2 and avx512: the same loops
-inside the same AVX2 sweeps, see reference_kernels).
+inside the AVX2 sweeps, whose reductions round as the avx512 kernels' AVX-512 sweeps do, see reference_kernels).
 This pins the vectorised asinh/tanh/artanh/log (csrc/cpu/simd/lane.h) to libm, and, for the gyroplane bank
 and for every row op (forward and backward, grad_c included), the vectorised per-block stage to the scalar
 per-row one, on interior and extreme inputs."""
@@ -50,8 +50,10 @@ BEST = KERNELS[-1]
 
 def reference_kernels(name: str) -> str:
     """The plain loops to compare kernels `name` with: "scalar-avx2" (their sweeps over the rows in AVX2+FMA
-    code, csrc/cpu/rows.h) for the AVX2 and AVX-512 kernels, which run their sweeps so, else "scalar". Then
-    both sides share the float reductions of the sweeps and differ only in the per-row (per-pair) stage."""
+    code, csrc/cpu/rows.h) for the AVX2 and AVX-512 kernels, else "scalar". The AVX-512 kernels run their
+    sweeps in AVX-512 code, but with the same 32-byte vectors and FMA in the reductions (row_reductions) and
+    element-wise output loops, whose rounding does not depend on the vector width. Then both sides share
+    the float reductions of the sweeps and differ only in the per-row (per-pair) stage."""
     return "scalar-avx2" if name in ("avx2", "avx512") else "scalar"
 
 
@@ -238,7 +240,7 @@ def test_bank_inside_gate_edges(kernels, name, dtype, tiny_normal, flags):
 # --- row ops -------------------------------------------------------------------------------------------------
 # op -> argument kinds (hyptest.sample). project has no vectorised stage (ProjectOp::kBlocked is false in
 # csrc/cpu/row_ops.h: one sqrt and a scale per row cost less than blocking), but its per-row loop runs in the
-# AVX2 sweeps under the AVX2 and AVX-512 kernels, so it is compared too.
+# AVX2 / AVX-512 sweeps under the AVX2 / AVX-512 kernels, so it is compared too.
 ROW_OPS = {
     "project": ("point",),
     "expmap0": ("tangent",),
@@ -412,7 +414,8 @@ def test_row_kernels_follow_the_switch(kernels):
 
 @pytest.mark.skipif(not _cpu_has_avx2_fma(), reason="the CPU has no AVX2+FMA")
 def test_avx2_sweeps_follow_the_switch(kernels):
-    """The row ops' sweeps run other code under "scalar-avx2" (and the AVX2 and AVX-512 kernels) than under
+    """The row ops' sweeps run other code under "scalar-avx2" (and the AVX2 kernels; AVX-512 code under the
+    AVX-512 kernels) than under
     "scalar": float32 reductions of 8-float vectors with FMA round differently from the baseline's 4-float
     ones somewhere over many rows (so reference_kernels really pairs each kernel set with its own sweeps)."""
     x = sample("point", 4096, 64, 1.0, gen(3)).to(torch.float32)

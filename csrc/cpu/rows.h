@@ -75,19 +75,24 @@ inline int64_t row_grain(int64_t D) { return std::max<int64_t>(1, 32768 / std::m
 // instructions), the loops below run the caller's function inside a function with target("avx2,fma") or the
 // AVX-512 target; that function is an always_inline lambda (HYPOPS_SWEEP), so gcc compiles its body once more
 // there, with 8-float vectors and FMA (16-float for the omp simd output loops under AVX-512; row_reductions keeps
-// its 32-byte vectors). (A callee that is not inlined keeps its baseline code, so nothing compiled for AVX2 is
-// reachable without the check.) In one process against the baseline sweeps, expmap forward and backward: 1.1x at
-// 4096 x 16, 1.2-1.4x at 2048 x 32 to 1024 x 128, 1.13x at 2^18 x 64. AVX-512 against AVX2 sweeps (both with the
-// AVX-512 row kernels, at 690c692 with a temporary switch, in one process): backward 1.04-1.33x in cache (8192 x
-// 16, 4096 x 64: mobius_add 1.33x / 1.14x, dist 1.09x / 1.15x, logmap 1.09x / 1.09x, expmap 1.01x / 1.10x,
-// dist2plane 1.05x / 1.04x, expmap0 1.03x / 1.04x), and 0.88-1.09x at 2^18-2^20 x 64, where memory bounds them;
-// forward 0.91-1.13x, no consistent difference. 64-byte vectors in row_reductions measured 0.36-0.6x under AVX2
-// (gcc splits them through memory) and 0.87-1.08x under AVX-512, so it stays at 32 bytes. (The first AVX-512
-// trial, with the omp simd reductions that row_reductions replaced, was 0.77-0.84x of the baseline at D = 16.)
+// its 32-byte vectors). (A callee that is not inlined keeps its baseline code, so nothing compiled for AVX2 or
+// AVX-512 is reachable without the check.) In one process against the baseline sweeps, expmap forward and
+// backward: 1.1x at 4096 x 16, 1.2-1.4x at 2048 x 32 to 1024 x 128, 1.13x at 2^18 x 64. AVX-512 against AVX2
+// sweeps (both with the AVX-512 row kernels, at 690c692 with a temporary switch, in one process): backward
+// 1.01-1.33x in cache (8192 x 16, 4096 x 64: mobius_add 1.33x / 1.14x, dist 1.09x / 1.15x, logmap 1.09x / 1.09x,
+// expmap 1.01x / 1.10x, dist2plane 1.05x / 1.04x, expmap0 1.03x / 1.04x), and 0.88-1.09x at 2^18-2^20 x 64, where
+// memory bounds them; forward 0.91-1.13x, no consistent difference. 64-byte vectors in row_reductions measured
+// 0.36-0.6x under AVX2 (gcc splits them through memory) and 0.87-1.08x under AVX-512, so it stays at 32 bytes.
+// (The first AVX-512 trial, with the omp simd reductions that row_reductions replaced, was 0.77-0.84x of the
+// baseline at D = 16.)
 #if defined(__GNUC__) && defined(__x86_64__)
 #define HYPOPS_AVX2_TARGET __attribute__((target("avx2,fma")))
+#if defined(__clang__)  // clang takes no prefer-vector-width in target(), and would drop the whole attribute
+#define HYPOPS_AVX512_TARGET __attribute__((target("avx512f,avx512dq,avx512vl,avx512bw,avx2,fma")))
+#else
 #define HYPOPS_AVX512_TARGET \
   __attribute__((target("avx512f,avx512dq,avx512vl,avx512bw,avx2,fma,prefer-vector-width=512")))
+#endif
 #define HYPOPS_SWEEP __attribute__((always_inline))
 #else
 #define HYPOPS_AVX2_TARGET
@@ -112,20 +117,22 @@ inline int64_t row_grain(int64_t D) { return std::max<int64_t>(1, 32768 / std::m
     for (int64_t i = b; i < e; i += B) acc += f(i, std::min(e, i + B));                                \
     return acc;                                                                                        \
   }
+#if !defined(__CUDACC__)  // CPU code, like the row loops below that call them
 HYPOPS_SWEEP_LOOPS(baseline, )
 HYPOPS_SWEEP_LOOPS(avx2, HYPOPS_AVX2_TARGET)
 HYPOPS_SWEEP_LOOPS(avx512, HYPOPS_AVX512_TARGET)
+#endif
 #undef HYPOPS_SWEEP_LOOPS
 
-// K sums over one row at once (the reductions of a sweep: |x|^2, <x,y>, ...): step(s, v...) adds the terms
-// of one position to s[0..K) given the rows' values v there (unit column stride, as make_rows gives). It is
-// called on 32-byte vectors of acc_t (gcc's vector extension: one register in the AVX2 sweeps, two SSE2 ones
-// in the baseline build; float16/bfloat16 rows are converted lane by lane) and then on scalars for the last
-// D % lanes positions; each sum is one vector of lanes, added up once at the end. Why not `omp simd
-// reduction`: gcc implements that reduction through a per-lane array on the stack, summed lane by lane in
-// a scalar loop after the vector loop (perf: in expmap's backward at 1024 x 64 that epilogue cost about as
-// much as the vector loop itself; in-process A/B against it: backward 1.05-1.19x, forward at D = 16
-// 1.1-1.38x). Not in nvcc's view (cpu/rows.h is also included by the CUDA files, which do not use this).
+// K sums over one row at once (the reductions of a sweep: |x|^2, <x,y>, ...): step(s, v...) adds the terms of one
+// position to s[0..K) given the rows' values v there (unit column stride, as make_rows gives). It is called on
+// 32-byte vectors of acc_t (gcc's vector extension: one register in the AVX2 and AVX-512 sweeps, two SSE2 ones in
+// the baseline build; float16/bfloat16 rows are converted lane by lane) and then on scalars for the last D % lanes
+// positions; each sum is one vector of lanes, added up once at the end. Why not `omp simd reduction`: gcc
+// implements that reduction through a per-lane array on the stack, summed lane by lane in a scalar loop after the
+// vector loop (perf: in expmap's backward at 1024 x 64 that epilogue cost about as much as the vector loop itself;
+// in-process A/B against it: backward 1.05-1.19x, forward at D = 16 1.1-1.38x). Not in nvcc's view (cpu/rows.h is
+// also included by the CUDA files, which do not use this).
 #if !defined(__CUDACC__)
 #if defined(__GNUC__)
 // gcc warns (-Wpsabi) that 32-byte vector arguments change the ABI without AVX; these helpers are only

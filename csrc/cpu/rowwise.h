@@ -19,9 +19,9 @@
 //  - scalar (HYPOPS_CPU_KERNELS=scalar, or hypops._C._set_cpu_kernels("scalar")): the formula through
 //    libm and Dual<double>, one row at a time -- the code before vectorisation, kept as the reference the
 //    tests (tests/test_simd_kernels.py) and benchmarks compare the vectorised path with.
-// Both paths share the sweeps below (compiled for AVX2+FMA, cpu/rows.h, under the AVX2 and AVX-512 kernels
-// and "scalar-avx2"; for the baseline under "baseline" and "scalar"), so kernels and their reference
-// differ only in that stage.
+// Both paths share the sweeps below (compiled for the kernels' instruction set, cpu/rows.h: AVX2+FMA under the
+// AVX2 kernels and "scalar-avx2", AVX-512 under the AVX-512 kernels with the same 32-byte reductions; the
+// baseline under "baseline" and "scalar"), so kernels and their reference differ only in that stage.
 #pragma once
 
 #include <tuple>
@@ -33,7 +33,7 @@
 namespace hypops {
 
 // --- the sweeps, shared by both paths --------------------------------------------------------------------
-// Each helper is HYPOPS_SWEEP (always inlined) so that it is compiled into the AVX2 sweeps of cpu/rows.h: a
+// Each helper is HYPOPS_SWEEP (always inlined) so that it is compiled into the AVX2 / AVX-512 sweeps of cpu/rows.h: a
 // helper gcc chose not to inline ran its baseline (SSE2) code there (seen in mobius_add's per-row forward once
 // its reductions grew).
 template <typename acc_t, typename scalar_t> HYPOPS_SWEEP
@@ -355,8 +355,9 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> binary_backward(const char* name,
         for (int64_t i = b; i < e; ++i) {
           if (prefetch) prefetch_row(i + (e - b), r.N, D, G, X, Y);
           const int64_t j = i - b;
-          binary_bwd_out<Op::kUsesDD>(GX + i * D, GY + i * D, G(i), X(i), Y(i), ka[j], kb[j], x2[j], y2[j], xyc[j], d2[j], D,
-                         stream);
+          // d2[j] is written by the per-row stage only for ops that read |x - y|^2
+          binary_bwd_out<Op::kUsesDD>(GX + i * D, GY + i * D, G(i), X(i), Y(i), ka[j], kb[j], x2[j], y2[j], xyc[j],
+                                      Op::kUsesDD ? d2[j] : acc_t(0), D, stream);
         }
         return s;
       }, kern.sweeps);

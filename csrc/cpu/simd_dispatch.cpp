@@ -17,10 +17,11 @@ const BankKernels scalar_kernels = {"scalar", nullptr, nullptr, nullptr, nullptr
 // Likewise for the row kernels (cpu/rowwise.h, dist_cpu.cpp, dist2plane_cpu.cpp): their plain per-row
 // loops on libm and Dual<double>.
 const RowKernels scalar_row_kernels = {"scalar"};  // every function pointer null
-// "scalar-avx2": the same plain loops, run inside the AVX2+FMA sweeps as the AVX2 and AVX-512 kernels run
-// their sweeps (cpu/rows.h; so the per-row formulas, where gcc inlines them there, are compiled with FMA
-// too and differ from "scalar" by ulps). The reference for those two in tests: the float reductions of the
-// sweeps are then the same on both sides, which leaves only the per-row stage to compare.
+// "scalar-avx2": the same plain loops, run inside the AVX2+FMA sweeps as the AVX2 kernels run their sweeps
+// (cpu/rows.h; so the per-row formulas, where gcc inlines them there, are compiled with FMA too and differ
+// from "scalar" by ulps). The reference for the AVX2 and AVX-512 kernels in tests: the AVX-512 kernels' sweeps
+// run in AVX-512 code but keep the same 32-byte vectors and FMA in their reductions, so the float reductions
+// are the same on both sides, which leaves only the per-row stage to compare.
 const BankKernels scalar_avx2_kernels = {"scalar-avx2", nullptr, nullptr, nullptr, nullptr, nullptr, nullptr};
 RowKernels scalar_avx2_rows() {
   RowKernels k{"scalar-avx2"};
@@ -60,7 +61,8 @@ bool cpu_has_avx512() {
 
 const Isa* choose(const char* name) {
   // The default: AVX-512 where the CPU has it (in one process, against AVX2: the gyroplane bank's forward
-  // 1.25x and backward 1.1x faster at D = P = 32; the row ops within noise), else AVX2+FMA, else baseline.
+  // 1.25x and backward 1.1x faster at D = P = 32; the row ops' per-row stage within noise, their sweeps in
+  // AVX-512 code 1.01-1.33x in backward in cache, cpu/rows.h), else AVX2+FMA, else baseline.
   if (name == nullptr || std::strcmp(name, "best") == 0) {
     return cpu_has_avx512() ? &kAvx512 : cpu_has_avx2_fma() ? &kAvx2 : &kBaseline;
   }

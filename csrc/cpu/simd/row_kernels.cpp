@@ -3,8 +3,8 @@
 // choice of Lane<T> over at::vec / libmvec, and for the build flags): HYPOPS_ISA names the namespace.
 //
 // Forward: the op's formula from common/math.h (through cpu/row_ops.h) on Lane<T>.
-// Backward: the same formula on Dual<Lane<double>, N> (N = 2 unary, 5 binary (4 without |x-y|^2), 4 dist), i.e. the very
-// evaluation the scalar path does on Dual<double, N>, one row per lane; dist2plane uses its hand-derived
+// Backward: the same formula on Dual<Lane<double>, N> (N = 2 unary, 5 binary (4 without |x-y|^2), 4 dist),
+// i.e. the very evaluation the scalar path does on Dual<double, N>, one row per lane; dist2plane uses its hand-derived
 // partials dist2plane_grad (7 partials on Dual spill registers, bank_kernels.cpp measured it).
 // The outputs and the rounding steps (which products are formed in double, where they are rounded to T)
 // follow the scalar loops of cpu/rowwise.h, dist_cpu.cpp and dist2plane_cpu.cpp, so the two paths differ
