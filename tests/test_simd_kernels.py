@@ -7,10 +7,14 @@ This pins the vectorised asinh/tanh/artanh/log (csrc/cpu/simd/lane.h) to libm, a
 and for every row op (forward and backward, grad_c included), the vectorised per-block stage to the scalar
 per-row one, on interior and extreme inputs."""
 
+import glob
 import math
 import os
 import random
+import re
+import shutil
 import struct
+import subprocess
 
 import pytest
 import torch
@@ -519,3 +523,48 @@ def test_streaming_stores_match_plain(kernels, stream_min_bytes, name, dtype, d,
             assert torch.isfinite(plain).all()
             scale = max(1.0, plain.abs().max().item())
             torch.testing.assert_close(streamed, plain, rtol=tol, atol=tol * scale, msg=f"{op} output {k}")
+
+
+# --- the stages are vector code -----------------------------------------------------------------------------
+# gcc may leave a `#pragma omp simd` loop scalar without an error (a select between two Dual numbers did so to
+# logmap's backward stage once, halving its speed, while every test still passed). The per-ISA objects of the
+# editable build (build/*/CMakeFiles/hypops_isa_<isa>.dir/) are disassembled, and every function of the
+# per-row and per-pair stages must be mostly vector code of its width.
+_BUILD = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "build")
+
+
+def _functions(obj):
+    """{demangled name: (instructions, instructions naming a register of each class)} of an object file."""
+    out = subprocess.run(["objdump", "-d", "-C", "--no-show-raw-insn", obj], capture_output=True, text=True,
+                         check=True).stdout
+    funcs, cur = {}, None
+    for line in out.splitlines():
+        head = re.match(r"^[0-9a-f]+ <(.*)>:$", line.strip())
+        if head:
+            cur = head.group(1)
+            funcs[cur] = {"n": 0, "xmm": 0, "ymm": 0, "zmm": 0}
+        elif cur is not None and re.match(r"^\s*[0-9a-f]+:\s", line):
+            funcs[cur]["n"] += 1
+            for reg in ("xmm", "ymm", "zmm"):
+                funcs[cur][reg] += reg in line
+    return funcs
+
+
+@pytest.mark.parametrize("isa,reg", [("avx512", "zmm"), ("avx2", "ymm")])
+@pytest.mark.parametrize("source", ["row_kernels", "bank_kernels"])
+def test_stage_loops_are_vectorised(isa, reg, source):
+    objs = glob.glob(os.path.join(_BUILD, "*", "CMakeFiles", f"hypops_isa_{isa}.dir", "**", f"{source}.cpp.o"),
+                     recursive=True)
+    if not objs or shutil.which("objdump") is None:
+        pytest.skip("no editable build's per-ISA objects, or no objdump")
+    funcs = _functions(objs[0])
+    # the stage functions themselves; the table dispatchers (a switch and a jump) are too short to judge
+    stages = {k: v for k, v in funcs.items() if v["n"] >= 50 and "(anonymous namespace)::" in k}
+    want = (("unary_bwd<", "binary_bwd<", "dist_bwd<", "plane_bwd_t<", "unary_fwd_any<", "binary_fwd_any<",
+             "dist_fwd<", "plane_fwd<", "math_array<") if source == "row_kernels"
+            else ("bwd_row<", "fwd<", "asinh_array<"))
+    for w in want:
+        assert any(w in k for k in stages), f"{source} ({isa}): no function {w} found (renamed?)"
+    scalar = {k: v for k, v in stages.items() if v[reg] < 0.1 * v["n"]}
+    assert not scalar, f"{source} ({isa}): stage functions without {reg} vector code: " + "; ".join(
+        f"{k[:120]} ({v[reg]} of {v['n']})" for k, v in scalar.items())
