@@ -112,27 +112,20 @@ template <typename acc_t> struct BinaryBwdRed {
 };
 template <bool kDD, typename acc_t, typename scalar_t> HYPOPS_SWEEP
 inline BinaryBwdRed<acc_t> binary_bwd_red(const scalar_t* gi, const scalar_t* xi, const scalar_t* yi, int64_t D) {
-  if constexpr (kDD) {
-    const auto s = row_reductions<6, acc_t>(D, [](auto* s, auto g, auto x, auto y) HYPOPS_SWEEP {
+  const auto s = row_reductions<kDD ? 6 : 5, acc_t>(D, [](auto* s, auto g, auto x, auto y) HYPOPS_SWEEP {
+    s[0] += x * x;
+    s[1] += y * y;
+    s[2] += x * y;
+    s[3] += g * x;
+    s[4] += g * y;
+    if constexpr (kDD) {
       const auto df = x - y;
-      s[0] += x * x;
-      s[1] += y * y;
-      s[2] += x * y;
-      s[3] += df * df;
-      s[4] += g * x;
-      s[5] += g * y;
-    }, gi, xi, yi);
-    return {s[0], s[1], s[2], s[3], s[4], s[5]};
-  } else {
-    const auto s = row_reductions<5, acc_t>(D, [](auto* s, auto g, auto x, auto y) HYPOPS_SWEEP {
-      s[0] += x * x;
-      s[1] += y * y;
-      s[2] += x * y;
-      s[3] += g * x;
-      s[4] += g * y;
-    }, gi, xi, yi);
-    return {s[0], s[1], s[2], acc_t(0), s[3], s[4]};
-  }
+      s[5] += df * df;
+    }
+  }, gi, xi, yi);
+  acc_t dd = 0;
+  if constexpr (kDD) dd = s[5];
+  return {s[0], s[1], s[2], dd, s[3], s[4]};
 }
 // d2 is ignored without kDD.
 template <bool kDD, typename acc_t, typename scalar_t> HYPOPS_SWEEP
