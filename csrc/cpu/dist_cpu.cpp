@@ -105,8 +105,9 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> dist_backward_cpu(const at::Tenso
     if (kern.dist_bwd_f != nullptr) {
       // the next block's rows while this block's gradients are written (cpu/rows.h: prefetch_row): in one
       // process against no prefetch, 1.03-1.21x at 2^18 and 2^20 x 64 (four runs)
-      const bool prefetch = streamed_bytes(r.mats) >= kPrefetchMinBytes;
-      const bool stream = stream_outputs(streamed_bytes(r.mats) + gx.nbytes() + gy.nbytes());
+      const int64_t in_bytes = streamed_bytes(r.mats);
+      const bool prefetch = in_bytes >= kPrefetchMinBytes;
+      const bool stream = stream_outputs(in_bytes + gx.nbytes() + gy.nbytes());
       gc = sum_row_blocks(r.N, D, [&](int64_t b, int64_t e) HYPOPS_SWEEP {
         acc_t xx[kMaxRowBlock], yy[kMaxRowBlock], dd[kMaxRowBlock], gi[kMaxRowBlock];
         acc_t x2[kMaxRowBlock], y2[kMaxRowBlock], d2[kMaxRowBlock];

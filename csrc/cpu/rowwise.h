@@ -40,13 +40,20 @@ template <typename acc_t, typename scalar_t> HYPOPS_SWEEP
 inline acc_t row_sq(const scalar_t* xi, int64_t D) {
   return row_reductions<1, acc_t>(D, [](auto* s, auto x) HYPOPS_SWEEP { s[0] += x * x; }, xi)[0];
 }
-template <typename acc_t, typename scalar_t> HYPOPS_SWEEP
-inline void row_scale(scalar_t* oi, const scalar_t* xi, acc_t k, int64_t D, bool stream = false) {
+// o[d] = f(in[d]...) for one output row, f a generic HYPOPS_SWEEP lambda written once for both stores: with
+// streaming stores (cpu/rows.h: stream_row, float/double rows) it is called on 16-byte vectors and scalars of
+// the rows' type, else on acc_t values in a plain `omp simd` loop (half types are computed in float).
+template <typename acc_t, typename scalar_t, typename F, typename... In> HYPOPS_SWEEP
+inline void write_row(scalar_t* o, int64_t D, bool stream, const F& f, const In*... in) {
   if constexpr (kStreamable<scalar_t>) {
-    if (stream) return stream_row(oi, D, [k](auto x) HYPOPS_SWEEP { return k * x; }, xi);
+    if (stream) return stream_row(o, D, f, in...);
   }
 _Pragma("omp simd")
-  for (int64_t d = 0; d < D; ++d) oi[d] = scalar_t(k * acc_t(xi[d]));
+  for (int64_t d = 0; d < D; ++d) o[d] = scalar_t(f(acc_t(in[d])...));
+}
+template <typename acc_t, typename scalar_t> HYPOPS_SWEEP
+inline void row_scale(scalar_t* oi, const scalar_t* xi, acc_t k, int64_t D, bool stream = false) {
+  write_row<acc_t>(oi, D, stream, [k](auto x) HYPOPS_SWEEP { return k * x; }, xi);
 }
 // unary backward: |x|^2 and <g, x>
 template <typename acc_t> struct UnaryBwdRed {
@@ -63,11 +70,7 @@ inline UnaryBwdRed<acc_t> unary_bwd_red(const scalar_t* gi, const scalar_t* xi, 
 template <typename acc_t, typename scalar_t> HYPOPS_SWEEP
 inline void unary_bwd_out(scalar_t* o, const scalar_t* gi, const scalar_t* xi, acc_t a, acc_t b, int64_t D,
                           bool stream = false) {
-  if constexpr (kStreamable<scalar_t>) {
-    if (stream) return stream_row(o, D, [a, b](auto g, auto x) HYPOPS_SWEEP { return a * g + b * x; }, gi, xi);
-  }
-_Pragma("omp simd")
-  for (int64_t d = 0; d < D; ++d) o[d] = scalar_t(a * acc_t(gi[d]) + b * acc_t(xi[d]));
+  write_row<acc_t>(o, D, stream, [a, b](auto g, auto x) HYPOPS_SWEEP { return a * g + b * x; }, gi, xi);
 }
 // binary: |x|^2, |y|^2, <x,y> and, when the formula reads it (kDD), |x - y|^2 (else 0)
 template <typename acc_t> struct BinaryRed {
@@ -96,11 +99,7 @@ inline BinaryRed<acc_t> binary_red(const scalar_t* xi, const scalar_t* yi, int64
 template <typename acc_t, typename scalar_t> HYPOPS_SWEEP
 inline void binary_out(scalar_t* oi, const scalar_t* xi, const scalar_t* yi, acc_t a, acc_t b, int64_t D,
                        bool stream = false) {
-  if constexpr (kStreamable<scalar_t>) {
-    if (stream) return stream_row(oi, D, [a, b](auto x, auto y) HYPOPS_SWEEP { return a * x + b * y; }, xi, yi);
-  }
-_Pragma("omp simd")
-  for (int64_t d = 0; d < D; ++d) oi[d] = scalar_t(a * acc_t(xi[d]) + b * acc_t(yi[d]));
+  write_row<acc_t>(oi, D, stream, [a, b](auto x, auto y) HYPOPS_SWEEP { return a * x + b * y; }, xi, yi);
 }
 // binary backward: the reductions and <g,x>, <g,y>. Without kDD (the op's formula does not read |x - y|^2:
 // mobius_add, expmap) the difference is neither reduced here nor applied in binary_bwd_out, since its partial
@@ -274,8 +273,9 @@ at::Tensor binary_forward(const char* name, const at::Tensor& x, const at::Tenso
     const simd::RowKernels& kern = simd::row_kernels();
     const bool blocked = Op::kBlockedForward || 3 * r.N * D * int64_t(sizeof(scalar_t)) <= kBlockedForwardMaxBytes;
     if (blocked && kern.binary_fwd_f != nullptr) {
-      const bool prefetch = streamed_bytes(r.mats) >= kPrefetchMinBytes;
-      const bool stream = stream_outputs(streamed_bytes(r.mats) + out.nbytes());
+      const int64_t in_bytes = streamed_bytes(r.mats);
+      const bool prefetch = in_bytes >= kPrefetchMinBytes;
+      const bool stream = stream_outputs(in_bytes + out.nbytes());
       for_row_blocks(r.N, D, [&](int64_t b, int64_t e) HYPOPS_SWEEP {
         acc_t xx[kMaxRowBlock], yy[kMaxRowBlock], xy[kMaxRowBlock], dd[kMaxRowBlock];
         acc_t ka[kMaxRowBlock], kb[kMaxRowBlock];
@@ -332,8 +332,9 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> binary_backward(const char* name,
     const acc_t eps = acc_t(proj_eps<scalar_t>());
     const simd::RowKernels& kern = simd::row_kernels();
     if (kern.binary_bwd_f != nullptr) {
-      const bool prefetch = streamed_bytes(r.mats) >= kPrefetchMinBytes;
-      const bool stream = stream_outputs(streamed_bytes(r.mats) + gx.nbytes() + gy.nbytes());
+      const int64_t in_bytes = streamed_bytes(r.mats);
+      const bool prefetch = in_bytes >= kPrefetchMinBytes;
+      const bool stream = stream_outputs(in_bytes + gx.nbytes() + gy.nbytes());
       gc = sum_row_blocks(r.N, D, [&](int64_t b, int64_t e) HYPOPS_SWEEP {
         constexpr int64_t B = kMaxRowBlock;
         acc_t xx[B], yy[B], xy[B], dd[B], gxv[B], gyv[B];
