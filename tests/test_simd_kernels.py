@@ -494,15 +494,16 @@ STREAMING_OPS = ["expmap0", "logmap0", "expmap", "logmap", "mobius_add", "dist"]
 @pytest.mark.skipif(not _C.has_stream_stores, reason="streaming stores are x86-64 only")
 @pytest.mark.parametrize("name", KERNELS)
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=["float64", "float32"])
-@pytest.mark.parametrize("d", [1, 3, 5, 8, 37, 64])
+@pytest.mark.parametrize("d", [1, 3, 5, 8, 37, 64, 100])
 @pytest.mark.parametrize("op", STREAMING_OPS)
 def test_streaming_stores_match_plain(kernels, stream_min_bytes, name, dtype, d, op):
-    # Streaming stores (csrc/cpu/rows.h: stream_row) write 16-byte vectors from the first 16-byte aligned
-    # element of a row and plain stores around them: at these D the rows start at every alignment. They run
-    # only past the last-level cache's size, so here the threshold is lowered to 0: forward and every
-    # gradient must equal the plain stores' up to rounding (the two loops may contract a * x + b * y
-    # differently), also with a broadcast first input (stride 0 rows). The streamed run goes first and every
-    # result is kept, so that an element it failed to write cannot hold a plain run's value.
+    # Streaming stores (csrc/cpu/rows.h: stream_row) write vectors of the sweep's width (16, 32 or 64 bytes under
+    # the baseline, AVX2 and AVX-512 kernels) from the first aligned element of a row, 16-byte ones and plain
+    # stores around them: at these D the rows start at every alignment (D = 100: several wide vectors after an
+    # unaligned start). They run only past the last-level cache's size, so here the threshold is lowered to 0:
+    # forward and every gradient must equal the plain stores' up to rounding (the two loops may contract
+    # a * x + b * y differently), also with a broadcast first input (stride 0 rows). The streamed run goes first
+    # and every result is kept, so that an element it failed to write cannot hold a plain run's value.
     kernels(name)
     args, _ = _row_inputs(op, d, 1.0, "interior", dtype)
     g = gen(5)

@@ -73,7 +73,7 @@ at::Tensor dist2plane_cpu(const at::Tensor& x, const at::Tensor& p, const at::Te
       // against no prefetch, 1.10x at 2^18 x 64 and 1.12x at 2^20 x 64 (the backward, prefetching in its
       // output sweep, measured 0.97-1.01x and does not)
       const bool prefetch = streamed_bytes(r.mats) >= kPrefetchMinBytes;
-      for_row_blocks(r.N, r.D, [&](int64_t b, int64_t e) HYPOPS_SWEEP {
+      for_row_blocks(r.N, r.D, [&](auto isa, int64_t b, int64_t e) HYPOPS_SWEEP {
         constexpr int64_t B = kMaxRowBlock;
         acc_t xx[B], pp[B], aa[B], pa[B], dd[B], da[B], o[B];
         for (int64_t i = b; i < e; ++i) {
@@ -119,7 +119,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> dist2plane_backward_c
     const int64_t D = r.D;
     const simd::RowKernels& kern = simd::row_kernels();
     if (kern.plane_bwd_f != nullptr) {
-      gc = sum_row_blocks(r.N, D, [&](int64_t b, int64_t e) HYPOPS_SWEEP {
+      gc = sum_row_blocks(r.N, D, [&](auto isa, int64_t b, int64_t e) HYPOPS_SWEEP {
         constexpr int64_t B = kMaxRowBlock;
         acc_t xx[B], pp[B], aa[B], pa[B], dd[B], da[B], gi[B];
         acc_t lxx[B], lpp[B], laa[B], lpa[B], ldd[B], lda[B];

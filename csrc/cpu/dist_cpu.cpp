@@ -27,13 +27,13 @@ inline DistRed<acc_t> dist_red(const scalar_t* xi, const scalar_t* yi, int64_t D
   }, xi, yi);
   return {s[0], s[1], s[2]};
 }
-template <typename acc_t, typename scalar_t> HYPOPS_SWEEP
+template <typename acc_t, typename scalar_t, simd::SweepIsa I = simd::SweepIsa::baseline> HYPOPS_SWEEP
 inline void dist_bwd_out(scalar_t* ox, scalar_t* oy, const scalar_t* xi, const scalar_t* yi, acc_t x2, acc_t y2,
-                         acc_t d2, int64_t D, bool stream = false) {
+                         acc_t d2, int64_t D, Stores<I> st = {}) {
   if constexpr (kStreamable<scalar_t>) {
-    if (stream) {
-      stream_row(ox, D, [=](auto x, auto y) HYPOPS_SWEEP { return x2 * x + d2 * (x - y); }, xi, yi);
-      stream_row(oy, D, [=](auto x, auto y) HYPOPS_SWEEP { return y2 * y - d2 * (x - y); }, xi, yi);
+    if (st.stream) {
+      stream_row<Stores<I>::kBytes>(ox, D, [=](auto x, auto y) HYPOPS_SWEEP { return x2 * x + d2 * (x - y); }, xi, yi);
+      stream_row<Stores<I>::kBytes>(oy, D, [=](auto x, auto y) HYPOPS_SWEEP { return y2 * y - d2 * (x - y); }, xi, yi);
       return;
     }
   }
@@ -62,7 +62,7 @@ at::Tensor dist_cpu(const at::Tensor& x, const at::Tensor& y, const at::Tensor& 
     const acc_t c_ = acc_t(cv);
     const simd::RowKernels& kern = simd::row_kernels();
     if (kern.dist_fwd_f != nullptr) {
-      for_row_blocks(r.N, D, [&](int64_t b, int64_t e) HYPOPS_SWEEP {
+      for_row_blocks(r.N, D, [&](auto isa, int64_t b, int64_t e) HYPOPS_SWEEP {
         acc_t xx[kMaxRowBlock], yy[kMaxRowBlock], dd[kMaxRowBlock], o[kMaxRowBlock];
         for (int64_t i = b; i < e; ++i) {
           const auto q = dist_red<acc_t>(X(i), Y(i), D);
@@ -108,7 +108,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> dist_backward_cpu(const at::Tenso
       const int64_t in_bytes = streamed_bytes(r.mats);
       const bool prefetch = in_bytes >= kPrefetchMinBytes;
       const bool stream = stream_outputs(in_bytes + gx.nbytes() + gy.nbytes());
-      gc = sum_row_blocks(r.N, D, [&](int64_t b, int64_t e) HYPOPS_SWEEP {
+      gc = sum_row_blocks(r.N, D, [&](auto isa, int64_t b, int64_t e) HYPOPS_SWEEP {
         acc_t xx[kMaxRowBlock], yy[kMaxRowBlock], dd[kMaxRowBlock], gi[kMaxRowBlock];
         acc_t x2[kMaxRowBlock], y2[kMaxRowBlock], d2[kMaxRowBlock];
         for (int64_t i = b; i < e; ++i) {
@@ -118,7 +118,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> dist_backward_cpu(const at::Tenso
         const double s = simd::run(kern, simd::DistBwd<acc_t>{xx, yy, dd, gi, x2, y2, d2, cv, e - b});
         for (int64_t i = b; i < e; ++i) {
           if (prefetch) prefetch_row(i + (e - b), r.N, D, X, Y);
-          dist_bwd_out(GX + i * D, GY + i * D, X(i), Y(i), x2[i - b], y2[i - b], d2[i - b], D, stream);
+          dist_bwd_out(GX + i * D, GY + i * D, X(i), Y(i), x2[i - b], y2[i - b], d2[i - b], D, stores(isa, stream));
         }
         return s;
       }, kern.sweeps);

@@ -41,19 +41,20 @@ inline acc_t row_sq(const scalar_t* xi, int64_t D) {
   return row_reductions<1, acc_t>(D, [](auto* s, auto x) HYPOPS_SWEEP { s[0] += x * x; }, xi)[0];
 }
 // o[d] = f(in[d]...) for one output row, f a generic HYPOPS_SWEEP lambda written once for both stores: with
-// streaming stores (cpu/rows.h: stream_row, float/double rows) it is called on 16-byte vectors and scalars of
-// the rows' type, else on acc_t values in a plain `omp simd` loop (half types are computed in float).
-template <typename acc_t, typename scalar_t, typename F, typename... In> HYPOPS_SWEEP
-inline void write_row(scalar_t* o, int64_t D, bool stream, const F& f, const In*... in) {
+// streaming stores (cpu/rows.h: stream_row, float/double rows) it is called on vectors (16 bytes and the sweep's
+// width, Stores<I>) and scalars of the rows' type, else on acc_t values in a plain `omp simd` loop (half types are
+// computed in float).
+template <typename acc_t, typename scalar_t, simd::SweepIsa I, typename F, typename... In> HYPOPS_SWEEP
+inline void write_row(scalar_t* o, int64_t D, Stores<I> st, const F& f, const In*... in) {
   if constexpr (kStreamable<scalar_t>) {
-    if (stream) return stream_row(o, D, f, in...);
+    if (st.stream) return stream_row<Stores<I>::kBytes>(o, D, f, in...);
   }
 _Pragma("omp simd")
   for (int64_t d = 0; d < D; ++d) o[d] = scalar_t(f(acc_t(in[d])...));
 }
-template <typename acc_t, typename scalar_t> HYPOPS_SWEEP
-inline void row_scale(scalar_t* oi, const scalar_t* xi, acc_t k, int64_t D, bool stream = false) {
-  write_row<acc_t>(oi, D, stream, [k](auto x) HYPOPS_SWEEP { return k * x; }, xi);
+template <typename acc_t, typename scalar_t, simd::SweepIsa I = simd::SweepIsa::baseline> HYPOPS_SWEEP
+inline void row_scale(scalar_t* oi, const scalar_t* xi, acc_t k, int64_t D, Stores<I> st = {}) {
+  write_row<acc_t>(oi, D, st, [k](auto x) HYPOPS_SWEEP { return k * x; }, xi);
 }
 // unary backward: |x|^2 and <g, x>
 template <typename acc_t> struct UnaryBwdRed {
@@ -67,10 +68,10 @@ inline UnaryBwdRed<acc_t> unary_bwd_red(const scalar_t* gi, const scalar_t* xi, 
   }, gi, xi);
   return {s[0], s[1]};
 }
-template <typename acc_t, typename scalar_t> HYPOPS_SWEEP
+template <typename acc_t, typename scalar_t, simd::SweepIsa I = simd::SweepIsa::baseline> HYPOPS_SWEEP
 inline void unary_bwd_out(scalar_t* o, const scalar_t* gi, const scalar_t* xi, acc_t a, acc_t b, int64_t D,
-                          bool stream = false) {
-  write_row<acc_t>(o, D, stream, [a, b](auto g, auto x) HYPOPS_SWEEP { return a * g + b * x; }, gi, xi);
+                          Stores<I> st = {}) {
+  write_row<acc_t>(o, D, st, [a, b](auto g, auto x) HYPOPS_SWEEP { return a * g + b * x; }, gi, xi);
 }
 // binary: |x|^2, |y|^2, <x,y> and, when the formula reads it (kDD), |x - y|^2 (else 0)
 template <typename acc_t> struct BinaryRed {
@@ -96,10 +97,10 @@ inline BinaryRed<acc_t> binary_red(const scalar_t* xi, const scalar_t* yi, int64
     return {s[0], s[1], s[2], acc_t(0)};
   }
 }
-template <typename acc_t, typename scalar_t> HYPOPS_SWEEP
+template <typename acc_t, typename scalar_t, simd::SweepIsa I = simd::SweepIsa::baseline> HYPOPS_SWEEP
 inline void binary_out(scalar_t* oi, const scalar_t* xi, const scalar_t* yi, acc_t a, acc_t b, int64_t D,
-                       bool stream = false) {
-  write_row<acc_t>(oi, D, stream, [a, b](auto x, auto y) HYPOPS_SWEEP { return a * x + b * y; }, xi, yi);
+                       Stores<I> st = {}) {
+  write_row<acc_t>(oi, D, st, [a, b](auto x, auto y) HYPOPS_SWEEP { return a * x + b * y; }, xi, yi);
 }
 // binary backward: the reductions and <g,x>, <g,y>. Without kDD (the op's formula does not read |x - y|^2:
 // mobius_add, expmap) the difference is neither reduced here nor applied in binary_bwd_out, since its partial
@@ -127,20 +128,21 @@ inline BinaryBwdRed<acc_t> binary_bwd_red(const scalar_t* gi, const scalar_t* xi
   return {s[0], s[1], s[2], dd, s[3], s[4]};
 }
 // d2 is ignored without kDD.
-template <bool kDD, typename acc_t, typename scalar_t> HYPOPS_SWEEP
+template <bool kDD, typename acc_t, typename scalar_t, simd::SweepIsa I = simd::SweepIsa::baseline> HYPOPS_SWEEP
 inline void binary_bwd_out(scalar_t* ox, scalar_t* oy, const scalar_t* gi, const scalar_t* xi, const scalar_t* yi,
                            acc_t A, acc_t B, acc_t x2, acc_t y2, acc_t xyc, acc_t d2, int64_t D,
-                           bool stream = false) {
+                           Stores<I> st = {}) {
   if constexpr (kStreamable<scalar_t>) {
-    if (stream) {
+    if (st.stream) {
+      constexpr int kBytes = Stores<I>::kBytes;
       if constexpr (kDD) {
-        stream_row(ox, D, [=](auto g, auto x, auto y) HYPOPS_SWEEP { return A * g + x2 * x + xyc * y + d2 * (x - y); },
-                   gi, xi, yi);
-        stream_row(oy, D, [=](auto g, auto x, auto y) HYPOPS_SWEEP { return B * g + y2 * y + xyc * x - d2 * (x - y); },
-                   gi, xi, yi);
+        stream_row<kBytes>(ox, D, [=](auto g, auto x, auto y) HYPOPS_SWEEP { return A * g + x2 * x + xyc * y + d2 * (x - y); },
+                           gi, xi, yi);
+        stream_row<kBytes>(oy, D, [=](auto g, auto x, auto y) HYPOPS_SWEEP { return B * g + y2 * y + xyc * x - d2 * (x - y); },
+                           gi, xi, yi);
       } else {
-        stream_row(ox, D, [=](auto g, auto x, auto y) HYPOPS_SWEEP { return A * g + x2 * x + xyc * y; }, gi, xi, yi);
-        stream_row(oy, D, [=](auto g, auto x, auto y) HYPOPS_SWEEP { return B * g + y2 * y + xyc * x; }, gi, xi, yi);
+        stream_row<kBytes>(ox, D, [=](auto g, auto x, auto y) HYPOPS_SWEEP { return A * g + x2 * x + xyc * y; }, gi, xi, yi);
+        stream_row<kBytes>(oy, D, [=](auto g, auto x, auto y) HYPOPS_SWEEP { return B * g + y2 * y + xyc * x; }, gi, xi, yi);
       }
       return;
     }
@@ -183,11 +185,11 @@ template <typename Op> at::Tensor unary_forward(const char* name, const at::Tens
     if constexpr (Op::kBlocked) {
       if (kern.unary_fwd_f != nullptr) {
         const bool stream = stream_outputs(streamed_bytes(r.mats) + out.nbytes());
-        for_row_blocks(r.N, D, [&](int64_t b, int64_t e) HYPOPS_SWEEP {
+        for_row_blocks(r.N, D, [&](auto isa, int64_t b, int64_t e) HYPOPS_SWEEP {
           acc_t xx[kMaxRowBlock], k[kMaxRowBlock];
           for (int64_t i = b; i < e; ++i) xx[i - b] = row_sq<acc_t>(X(i), D);
           simd::run(kern, Op::kOp, simd::UnaryFwd<acc_t>{xx, k, c_, eps, e - b});
-          for (int64_t i = b; i < e; ++i) row_scale(O + i * D, X(i), k[i - b], D, stream);
+          for (int64_t i = b; i < e; ++i) row_scale(O + i * D, X(i), k[i - b], D, stores(isa, stream));
         }, kern.sweeps);
         return;
       }
@@ -221,7 +223,7 @@ std::tuple<at::Tensor, at::Tensor> unary_backward(const char* name, const at::Te
     if constexpr (Op::kBlocked) {
       if (kern.unary_bwd_f != nullptr) {
         const bool stream = stream_outputs(streamed_bytes(r.mats) + gx.nbytes());
-        gc = sum_row_blocks(r.N, D, [&](int64_t b, int64_t e) HYPOPS_SWEEP {
+        gc = sum_row_blocks(r.N, D, [&](auto isa, int64_t b, int64_t e) HYPOPS_SWEEP {
           acc_t xx[kMaxRowBlock], gxv[kMaxRowBlock], ka[kMaxRowBlock], kb[kMaxRowBlock];
           for (int64_t i = b; i < e; ++i) {
             const auto q = unary_bwd_red<acc_t>(G(i), X(i), D);
@@ -230,7 +232,7 @@ std::tuple<at::Tensor, at::Tensor> unary_backward(const char* name, const at::Te
           }
           const double s =
               simd::run(kern, Op::kOp, simd::UnaryBwd<acc_t>{xx, gxv, ka, kb, cv, double(eps), e - b});
-          for (int64_t i = b; i < e; ++i) unary_bwd_out(GX + i * D, G(i), X(i), ka[i - b], kb[i - b], D, stream);
+          for (int64_t i = b; i < e; ++i) unary_bwd_out(GX + i * D, G(i), X(i), ka[i - b], kb[i - b], D, stores(isa, stream));
           return s;
         }, kern.sweeps);
         return;
@@ -276,7 +278,7 @@ at::Tensor binary_forward(const char* name, const at::Tensor& x, const at::Tenso
       const int64_t in_bytes = streamed_bytes(r.mats);
       const bool prefetch = in_bytes >= kPrefetchMinBytes;
       const bool stream = stream_outputs(in_bytes + out.nbytes());
-      for_row_blocks(r.N, D, [&](int64_t b, int64_t e) HYPOPS_SWEEP {
+      for_row_blocks(r.N, D, [&](auto isa, int64_t b, int64_t e) HYPOPS_SWEEP {
         acc_t xx[kMaxRowBlock], yy[kMaxRowBlock], xy[kMaxRowBlock], dd[kMaxRowBlock];
         acc_t ka[kMaxRowBlock], kb[kMaxRowBlock];
         for (int64_t i = b; i < e; ++i) {
@@ -289,7 +291,7 @@ at::Tensor binary_forward(const char* name, const at::Tensor& x, const at::Tenso
         simd::run(kern, Op::kOp, simd::BinaryFwd<acc_t>{xx, yy, xy, dd, ka, kb, c_, eps, e - b});
         for (int64_t i = b; i < e; ++i) {
           if (prefetch) prefetch_row(i + (e - b), r.N, D, X, Y);
-          binary_out(O + i * D, X(i), Y(i), ka[i - b], kb[i - b], D, stream);
+          binary_out(O + i * D, X(i), Y(i), ka[i - b], kb[i - b], D, stores(isa, stream));
         }
       }, kern.sweeps);
       return;
@@ -335,7 +337,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> binary_backward(const char* name,
       const int64_t in_bytes = streamed_bytes(r.mats);
       const bool prefetch = in_bytes >= kPrefetchMinBytes;
       const bool stream = stream_outputs(in_bytes + gx.nbytes() + gy.nbytes());
-      gc = sum_row_blocks(r.N, D, [&](int64_t b, int64_t e) HYPOPS_SWEEP {
+      gc = sum_row_blocks(r.N, D, [&](auto isa, int64_t b, int64_t e) HYPOPS_SWEEP {
         constexpr int64_t B = kMaxRowBlock;
         acc_t xx[B], yy[B], xy[B], dd[B], gxv[B], gyv[B];
         acc_t ka[B], kb[B], x2[B], y2[B], xyc[B], d2[B];
@@ -351,7 +353,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> binary_backward(const char* name,
           const int64_t j = i - b;
           // d2[j] is written by the per-row stage only for ops that read |x - y|^2
           binary_bwd_out<Op::kUsesDD>(GX + i * D, GY + i * D, G(i), X(i), Y(i), ka[j], kb[j], x2[j], y2[j], xyc[j],
-                                      Op::kUsesDD ? d2[j] : acc_t(0), D, stream);
+                                      Op::kUsesDD ? d2[j] : acc_t(0), D, stores(isa, stream));
         }
         return s;
       }, kern.sweeps);
