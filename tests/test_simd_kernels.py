@@ -488,7 +488,7 @@ def test_stream_threshold_default_and_bad_value(stream_min_bytes):
 
 
 # the ops whose blocked sweeps stream their output rows (csrc/cpu/rowwise.h, dist_cpu.cpp)
-STREAMING_OPS = ["expmap0", "logmap0", "expmap", "logmap", "mobius_add", "dist"]
+STREAMING_OPS = ["expmap0", "logmap0", "expmap", "logmap", "mobius_add", "dist", "dist2plane"]
 
 
 @pytest.mark.skipif(not _C.has_stream_stores, reason="streaming stores are x86-64 only")
@@ -511,7 +511,7 @@ def test_streaming_stores_match_plain(kernels, stream_min_bytes, name, dtype, d,
     alive = []  # every result kept, so that no run's output lands in memory holding another's
     for broadcast in (False, True):
         a = [args[0][:1].expand_as(args[0])] + args[1:] if broadcast else args
-        out_shape = args[0].shape[:-1] if op == "dist" else args[0].shape
+        out_shape = args[0].shape[:-1] if op in ("dist", "dist2plane") else args[0].shape
         w = torch.randn(out_shape, generator=g, dtype=torch.float64).to(dtype)
         got = {}
         alive.append(got)

@@ -238,9 +238,10 @@ HYPOPS_SWEEP inline void prefetch_row(int64_t i, int64_t N, int64_t D, const Row
 // 1.15-1.19x, logmap0 1.15x, expmap0 1.03x; backward dist 1.31-1.51x (one run 0.86x), expmap 1.10-1.23x (one
 // run 0.92x), logmap 1.12x, expmap0 1.09x, mobius_add 1.08x, logmap0 1.06x; in blocks of four consecutive
 // calls, which bill each side its own write-backs, forward+backward expmap 1.10x, mobius_add 1.14x, dist
-// 1.24x, expmap forward 1.05x). Not where they did not: mobius_add's per-row forward (0.89-0.99x) and dist2plane's
-// backward (three outputs; 0.98-1.04x, also with the three stored in one loop). Below the cache's size an
-// output may still be cached for whoever reads it next, and a streaming store would send it to memory.
+// 1.24x, expmap forward 1.05x; all in 16-byte vectors then, wider since: Stores below). Not where they did not:
+// mobius_add's per-row forward (0.89-0.99x). dist2plane's backward (three outputs) measured 0.98-1.04x with
+// 16-byte vectors and 1.26-1.38x with 64-byte ones (dist2plane_cpu.cpp). Below the cache's size an output may
+// still be cached for whoever reads it next, and a streaming store would send it to memory.
 inline int64_t last_level_cache_bytes() {
   static const int64_t bytes = [] {
     long b = -1;
