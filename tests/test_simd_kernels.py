@@ -526,6 +526,29 @@ def test_streaming_stores_match_plain(kernels, stream_min_bytes, name, dtype, d,
             torch.testing.assert_close(streamed, plain, rtol=tol, atol=tol * scale, msg=f"{op} output {k}")
 
 
+@pytest.mark.skipif(not _C.has_stream_stores, reason="streaming stores are x86-64 only")
+@pytest.mark.parametrize("name", KERNELS + ["scalar"])
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=["float64", "float32"])
+@pytest.mark.parametrize("d", [37, 64])
+@pytest.mark.parametrize("op", ["mobius_add", "expmap", "logmap"])
+def test_streaming_stores_match_plain_per_row_forward(kernels, stream_min_bytes, name, dtype, d, op):
+    # The binary forwards that evaluate their coefficients row by row stream too (csrc/cpu/rowwise.h):
+    # mobius_add's beyond kBlockedForwardMaxBytes (2 MiB of rows read and written; 6000 rows of D >= 37 are
+    # past it) under every kernel set, and all three under the "scalar" kernels.
+    kernels(name)
+    g = gen(7)
+    x, y = (sample(k, 6000, d, 1.0, g, small=True).to(dtype) for k in ROW_OPS[op])
+    ct = torch.tensor(1.0, dtype=dtype)
+    f = getattr(torch.ops.hypops, op)
+    stream_min_bytes(0)
+    streamed = f(x, y, ct)
+    stream_min_bytes(-1)
+    plain = f(x, y, ct)
+    assert torch.isfinite(plain).all()
+    tol = 1e-12 if dtype == torch.float64 else 2e-6
+    torch.testing.assert_close(streamed, plain, rtol=tol, atol=tol)
+
+
 # --- the stages are vector code -----------------------------------------------------------------------------
 # gcc may leave a `#pragma omp simd` loop scalar without an error (a select between two Dual numbers did so to
 # logmap's backward stage once, halving its speed, while every test still passed). The per-ISA objects of the

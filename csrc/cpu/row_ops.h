@@ -54,7 +54,8 @@ struct Logmap0Op {
 // 2^18 x 64), but 1.14-1.27x faster when the rows are in cache (4096 x 16, 2048 x 32, 1024 x 64; in-process
 // A/B, 5 rounds), so it takes the blocked path below kBlockedForwardMaxBytes (cpu/rowwise.h) only. With
 // both paths prefetching (measured again), blocked was still 0.79-0.92x per-row at 2^16-2^20 x 64 and 2^18 x 16
-// (in-process A/B, 15 rounds). Its backward, on dual numbers, always gains from blocking.
+// (in-process A/B, 15 rounds). Its backward, on dual numbers, always gains from blocking. Both paths stream their
+// output rows past the last-level cache (cpu/rowwise.h).
 struct MobiusAddOp {
   static constexpr const char* arg0 = "x";
   static constexpr const char* arg1 = "y";
