@@ -487,7 +487,7 @@ def test_stream_threshold_default_and_bad_value(stream_min_bytes):
         stream_min_bytes(-3)
 
 
-# the ops whose blocked sweeps stream their output rows (csrc/cpu/rowwise.h, dist_cpu.cpp)
+# the ops whose blocked sweeps stream their output rows (csrc/cpu/rowwise.h, dist_cpu.cpp, dist2plane_cpu.cpp)
 STREAMING_OPS = ["expmap0", "logmap0", "expmap", "logmap", "mobius_add", "dist", "dist2plane"]
 
 

@@ -83,8 +83,8 @@ at::Tensor dist2plane_cpu(const at::Tensor& x, const at::Tensor& p, const at::Te
     if (kern.plane_fwd_f != nullptr) {
       // the next block's rows, prefetched during this block's first sweep (cpu/rows.h: prefetch_row; the
       // output is one value a row, so there is no output sweep to spread them over): in one process
-      // against no prefetch, 1.10x at 2^18 x 64 and 1.12x at 2^20 x 64 (the backward, prefetching in its
-      // output sweep, measured 0.97-1.01x and does not)
+      // against no prefetch, 1.10x at 2^18 x 64 and 1.12x at 2^20 x 64 (the backward prefetches in its output
+      // sweep: see there)
       const bool prefetch = streamed_bytes(r.mats) >= kPrefetchMinBytes;
       for_row_blocks(r.N, r.D, [&](auto isa, int64_t b, int64_t e) HYPOPS_SWEEP {
         constexpr int64_t B = kMaxRowBlock;

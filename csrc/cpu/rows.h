@@ -23,6 +23,7 @@
 
 #if defined(__x86_64__) && !defined(__CUDACC__)
 #include <emmintrin.h>  // _mm_stream_ps / _mm_stream_pd / _mm_sfence: SSE2, in every x86-64 build
+#include <immintrin.h>  // declares gcc's AVX / AVX-512 builtins (stream_vec), used only in those sweeps
 #include <unistd.h>     // sysconf: the last-level cache's size
 #define HYPOPS_STREAM_STORES 1
 #else
@@ -238,9 +239,10 @@ HYPOPS_SWEEP inline void prefetch_row(int64_t i, int64_t N, int64_t D, const Row
 // 1.15-1.19x, logmap0 1.15x, expmap0 1.03x; backward dist 1.31-1.51x (one run 0.86x), expmap 1.10-1.23x (one
 // run 0.92x), logmap 1.12x, expmap0 1.09x, mobius_add 1.08x, logmap0 1.06x; in blocks of four consecutive
 // calls, which bill each side its own write-backs, forward+backward expmap 1.10x, mobius_add 1.14x, dist
-// 1.24x, expmap forward 1.05x; all in 16-byte vectors then, wider since: Stores below). Not where they did not:
-// mobius_add's per-row forward (0.89-0.99x). dist2plane's backward (three outputs) measured 0.98-1.04x with
-// 16-byte vectors and 1.26-1.38x with 64-byte ones (dist2plane_cpu.cpp). Below the cache's size an output may
+// 1.24x, expmap forward 1.05x; all in 16-byte vectors then, wider since: Stores below). Two measured no gain
+// until the stores were wide: mobius_add's per-row forward (0.89-0.99x with 16-byte vectors, 1.14-1.19x with
+// 64-byte ones: cpu/rowwise.h) and dist2plane's backward (three outputs; 0.98-1.04x, then 1.26-1.38x:
+// dist2plane_cpu.cpp). Below the cache's size an output may
 // still be cached for whoever reads it next, and a streaming store would send it to memory.
 inline int64_t last_level_cache_bytes() {
   static const int64_t bytes = [] {
@@ -333,10 +335,14 @@ HYPOPS_SWEEP inline void stream_row(T* o, int64_t D, const F& f, const In*... in
 }
 #else
 template <typename T> constexpr bool kStreamable = false;
+// Declared only: the callers name it with a template argument under `if constexpr (kStreamable<...>)`, which
+// C++17 must look up even where the branch is discarded; never defined, never called.
+template <int Bytes, typename T, typename F, typename... In>
+void stream_row(T* o, int64_t D, const F& f, const In*... in);
 #endif
 // How a sweep writes its output rows: with streaming stores where `stream` (stream_outputs), in vectors of the
 // width of I, the sweep's instruction set (the blocked loops pass it as a SweepTag; stores(isa, stream) makes
-// one). The helpers of the per-row paths, which never stream, take the default. Until the sweeps knew their
+// one). Helpers called where nothing streams (the per-row loops of for_rows) take the default. Until the sweeps knew their
 // width here, every streaming store was a 16-byte one, also in the AVX-512 code: 4 floats of f a vector where
 // the plain loops ran 16. In one process against that (2^20 x 64 float32, 1 thread, temporary switch, results
 // bit-identical): AVX-512, forward expmap0 1.16-1.18x, logmap0 1.14-1.17x, expmap 1.05x, logmap 1.02-1.07x;
