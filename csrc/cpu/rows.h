@@ -242,8 +242,8 @@ HYPOPS_SWEEP inline void prefetch_row(int64_t i, int64_t N, int64_t D, const Row
 // 1.24x, expmap forward 1.05x; all in 16-byte vectors then, wider since: Stores below). Two measured no gain
 // until the stores were wide: mobius_add's per-row forward (0.89-0.99x with 16-byte vectors, 1.14-1.19x with
 // 64-byte ones: cpu/rowwise.h) and dist2plane's backward (three outputs; 0.98-1.04x, then 1.26-1.38x:
-// dist2plane_cpu.cpp). Below the cache's size an output may
-// still be cached for whoever reads it next, and a streaming store would send it to memory.
+// dist2plane_cpu.cpp). Below the cache's size an output may still be cached for whoever reads it next, and a
+// streaming store would send it to memory.
 inline int64_t last_level_cache_bytes() {
   static const int64_t bytes = [] {
     long b = -1;
@@ -342,9 +342,9 @@ void stream_row(T* o, int64_t D, const F& f, const In*... in);
 #endif
 // How a sweep writes its output rows: with streaming stores where `stream` (stream_outputs), in vectors of the
 // width of I, the sweep's instruction set (the blocked loops pass it as a SweepTag; stores(isa, stream) makes
-// one). Helpers called where nothing streams (the per-row loops of for_rows) take the default. Until the sweeps knew their
-// width here, every streaming store was a 16-byte one, also in the AVX-512 code: 4 floats of f a vector where
-// the plain loops ran 16. In one process against that (2^20 x 64 float32, 1 thread, temporary switch, results
+// one). Helpers called where nothing streams (the per-row loops of for_rows) take the default. Until the sweeps
+// knew their width here, every streaming store was a 16-byte one, also in the AVX-512 code: 4 floats of f a
+// vector where the plain loops ran 16. In one process against that (2^20 x 64 float32, 1 thread, temporary switch, results
 // bit-identical): AVX-512, forward expmap0 1.16-1.18x, logmap0 1.14-1.17x, expmap 1.05x, logmap 1.02-1.07x;
 // backward expmap0 1.17x, logmap0 1.12-1.15x, expmap 1.08x, logmap 1.08-1.19x, mobius_add 1.01-1.17x, dist
 // 1.16-1.19x; AVX2 (32 bytes) 1.05-1.19x (expmap0, expmap forward, logmap and dist backward).
