@@ -497,3 +497,88 @@ def test_native_errors_name_the_argument():
         hypops.gyroplane_conv3d(x, p, a, bias=torch.zeros(1, 2))
     with pytest.raises(TypeError, match="bias must match x"):
         hypops.gyroplane_conv3d(x, p, a, bias=torch.zeros(2, dtype=torch.float64))
+
+
+def _inside_case(D, C, S, ks, c, seed, B=2, edge_frac=None):
+    """Inputs inside the CPU inside path's gate (points within 0.6 of the radius, planes within 0.5: AB > 1/8
+    for every pair); edge_frac puts the input's last x-plane at that fraction of the radius instead."""
+    g = gen(seed)
+    x = ball_points(B * math.prod(S), D, c, g, max_frac=0.6, zero_rows=0).reshape(B, *S, D).movedim(-1, 1)
+    if edge_frac is not None:
+        n = B * S[1] * S[2]
+        x[:, :, -1] = points_at(torch.full((n,), edge_frac), D, c, g).reshape(B, S[1], S[2], D).movedim(-1, 1)
+    n = C * math.prod(ks)
+    p = ball_points(n, D, c, g, max_frac=0.5, zero_rows=0).reshape(C, *ks, D).movedim(-1, 1)
+    a = sample("normal", n, D, c, g).reshape(C, *ks, D).movedim(-1, 1)
+    return x.contiguous(), p.contiguous(), a.contiguous()
+
+
+def _native_fwd_bwd(x, p, a, c, seed, **kw):
+    xs, ps, as_ = (t.clone().requires_grad_(True) for t in (x, p, a))
+    cs = torch.tensor(c, dtype=x.dtype, requires_grad=True)
+    y = hypops.gyroplane_conv3d(xs, ps, as_, c=cs, backend="native", **kw)
+    gy = torch.randn(y.shape, dtype=x.dtype, generator=gen(seed))
+    (y * gy).sum().backward()
+    return y.detach(), xs.grad, ps.grad, as_.grad, cs.grad
+
+
+INSIDE_CASES = {
+    # (D, C, S, ks, c, kw): tiles of whole items, x-planes (C = 40 on 12 x 9 x 10 gives several), dilation
+    "whole-items-pad1": (3, 4, (5, 4, 6), (3, 3, 3), 1.0, dict(padding=1)),
+    "x-plane-tiles": (2, 40, (12, 9, 10), (3, 2, 3), 0.7, dict(padding=(1, 0, 2))),
+    "dilated-even-k": (5, 3, (7, 6, 5), (2, 2, 2), 2.0, dict(padding=1, dilation=(2, 1, 2))),
+    "D32": (32, 6, (4, 5, 4), (3, 3, 3), 1.5, dict(padding=1)),
+    "k1": (2, 7, (2, 2, 2), (1, 1, 1), 1.0, {}),
+}
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=["float64", "float32"])
+@pytest.mark.parametrize("case", list(INSIDE_CASES))
+@pytest.mark.parametrize("edge", [None, 0.97], ids=["inside", "mixed"])
+def test_native_inside_path_matches_bank_path(case, dtype, edge):
+    """The CPU's inside path (csrc/cpu/gyroplane_conv3d_cpu.cpp: one GEMM against W' per offset, stride 1, rows
+    inside the gate) against the bank path (two GEMMs and dist2plane per pair) that the "scalar" kernels force:
+    forward and every gradient, c included. The results differ by rounding (a different formula), which shows
+    that the inside path ran. "mixed": the input's last x-plane lies near the sphere, so the offsets that read it
+    take the bank inside the same tile and the rest the inside path."""
+    from hypops import _C
+
+    skip_unless_serves("native", OP)
+    D, C, S, ks, c, kw = INSIDE_CASES[case]
+    x, p, a = (t.to(dtype) for t in _inside_case(D, C, S, ks, c, seed=31, edge_frac=edge))
+    before = _C.cpu_kernels()
+    got = {}
+    try:
+        for kernels in ("scalar", "baseline", "avx2", "avx512"):
+            try:
+                _C._set_cpu_kernels(kernels)
+            except ValueError:  # not on this CPU
+                continue
+            got[kernels] = _native_fwd_bwd(x, p, a, c, 32, kernel_size=ks, **kw)
+    finally:
+        _C._set_cpu_kernels(before)
+    want = got.pop("scalar")
+    tol = dict(rtol=1e-11, atol=1e-11) if dtype == torch.float64 else dict(rtol=2e-5, atol=2e-5)
+    ref = hypops.reference.gyroplane_conv3d(x.double(), p.double(), a.double(), c=c, kernel_size=ks, **kw)
+    for kernels, res in got.items():
+        for name, u, v in zip(["out", "grad x", "grad p", "grad a", "grad c"], res, want):
+            scale = v.abs().max().clamp_min(1)  # sums of up to k^3 C terms: compare against the largest
+            torch.testing.assert_close(u / scale, v / scale, **tol, msg=lambda m: f"{kernels}, {name}: {m}")
+        if edge is None:
+            assert not torch.equal(res[0], want[0]), f"{kernels}: the inside path did not run"
+        torch.testing.assert_close(res[0].double(), ref, **tol)
+
+
+def test_native_inside_path_gradcheck():
+    """Float64 gradcheck of the inside path's hand-derived backward (per pair, and per plane through W', e', f'),
+    with c a tensor."""
+    from hypops import _C
+
+    skip_unless_serves("native", OP)
+    if _C.cpu_kernels().startswith("scalar"):
+        pytest.skip("the scalar kernels run the bank path")  # (HYPOPS_CPU_KERNELS=scalar)
+    x, p, a = _inside_case(2, 3, (3, 4, 3), (2, 3, 2), 0.8, seed=33, B=1)
+    c = torch.tensor(0.8, dtype=torch.float64)
+    args = [t.clone().requires_grad_(True) for t in (x, p, a, c)]
+    fn = lambda x_, p_, a_, c_: hypops.gyroplane_conv3d(x_, p_, a_, c=c_, backend="native", padding=1, kernel_size=(2, 3, 2))  # noqa: E731
+    assert torch.autograd.gradcheck(fn, args, eps=1e-6, atol=1e-7, rtol=1e-6)

@@ -37,6 +37,7 @@
 #include <c10/util/Exception.h>
 
 #include <array>
+#include <memory>
 #include <tuple>
 #include <utility>
 #include <vector>
@@ -284,9 +285,61 @@ inline std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> bank_backward(
   return op.call(grad, x, p, a, c, /*signed=*/true, /*scaled=*/false);
 }
 
-inline at::Tensor forward(const at::Tensor& x, const at::Tensor& p, const at::Tensor& a, const at::Tensor& c,
-                          const c10::optional<at::Tensor>& bias, c10::IntArrayRef stride, c10::IntArrayRef padding,
-                          c10::IntArrayRef dilation, c10::IntArrayRef kernel_size) {
+// The gradients the backward accumulates: grows [n_pad, D] (the padded input's, gin5 its [B, Xp, Yp, Zp, D]
+// view), gP, gA [K, C, D] and gc (double), in the accumulation type.
+struct Grads {
+  at::Tensor grows, gin5, gP, gA, gc;
+};
+
+// How a tile of the per-offset loops below runs. This default: offset by offset, a gyroplane bank call
+// through the dispatcher (the CPU and CUDA kernels) on the inputs the offset reads, gathered. The CPU
+// derives its inside path from it (csrc/cpu/gyroplane_conv3d_cpu.cpp), which falls back to these for what
+// its gate refuses. rows: the padded input rows [n_pad, D]; P, A: the planes [K, C, D] and c, in the
+// accumulation type.
+struct Steps {
+  const Geometry g;
+  const at::Tensor rows, in5, P, A, c;
+  Steps(const Geometry& g_, at::Tensor rows_, at::Tensor P_, at::Tensor A_, at::Tensor c_)
+      : g(g_), rows(std::move(rows_)), in5(rows5(rows, g_)), P(std::move(P_)), A(std::move(A_)), c(std::move(c_)) {}
+  virtual ~Steps() = default;
+  // The inputs offset k reads for tile t, gathered [n, D].
+  at::Tensor inputs(const Tile& t, int64_t k) const { return input_box(in5, g, t, k).reshape({t.rows(), g.D}); }
+  // Offset k's values for tile t's outputs [n, C], channels-last.
+  at::Tensor bank_fwd(const Tile& t, int64_t k) const { return bank(inputs(t, k), P[k], A[k], c); }
+  // Offset k's share of the backward for tile t; gt [n, C]: the tile's rows of the incoming gradient.
+  void bank_bwd(const at::Tensor& gt, const Tile& t, int64_t k, Grads& gr) const {
+    auto [gx, gp, ga, gck] = bank_backward(gt, inputs(t, k), P[k], A[k], c);
+    input_box(gr.gin5, g, t, k).add_(gx.reshape(t.box(g.D)));
+    gr.gP[k].add_(gp);
+    gr.gA[k].add_(ga);
+    gr.gc.add_(gck);
+  }
+  // Tile t's output before the bias, as a [nb, nx, ny, nz, C] box (a view is fine).
+  virtual at::Tensor fwd(const Tile& t) {
+    at::Tensor o = bank_fwd(t, 0);
+    for (int64_t k = 1; k < g.K; ++k) o.add_(bank_fwd(t, k));
+    return o.view(t.box(g.C));
+  }
+  // Tile t's share of the backward; gbox: its [nb, nx, ny, nz, C] box of the incoming gradient (a view of
+  // the channels-first grad).
+  virtual void bwd(const at::Tensor& gbox, const Tile& t, Grads& gr) {
+    const at::Tensor gt = gbox.to(rows.scalar_type()).reshape({t.rows(), g.C});  // one small copy per tile
+    for (int64_t k = 0; k < g.K; ++k) bank_bwd(gt, t, k, gr);
+  }
+  // After the last tile of the backward: whatever the tiles kept, added into gr.
+  virtual void finish(Grads& gr) {}
+};
+// Makes the steps of one call.
+using MakeSteps = std::unique_ptr<Steps> (*)(const Geometry& g, const at::Tensor& rows, const at::Tensor& P,
+                                             const at::Tensor& A, const at::Tensor& c);
+inline std::unique_ptr<Steps> bank_steps(const Geometry& g, const at::Tensor& rows, const at::Tensor& P,
+                                         const at::Tensor& A, const at::Tensor& c) {
+  return std::make_unique<Steps>(g, rows, P, A, c);
+}
+
+inline at::Tensor forward_with(MakeSteps make_steps, const at::Tensor& x, const at::Tensor& p, const at::Tensor& a,
+                               const at::Tensor& c, const c10::optional<at::Tensor>& bias, c10::IntArrayRef stride,
+                               c10::IntArrayRef padding, c10::IntArrayRef dilation, c10::IntArrayRef kernel_size) {
   const Geometry g = geometry("gyroplane_conv3d", x, p, a, c, stride, padding, dilation, kernel_size);
   const bool has_bias = bias.has_value() && bias->defined();
   if (has_bias) {  // checked before any work is done
@@ -302,13 +355,11 @@ inline at::Tensor forward(const at::Tensor& x, const at::Tensor& p, const at::Te
       has_bias ? c10::optional<at::Tensor>(bias->to(acc).view({1, g.C})) : c10::nullopt;
   if (!g.tied) {
     at::Tensor out = at::empty({g.B, g.C, g.out[0], g.out[1], g.out[2]}, x.options());
-    const at::Tensor in5 = rows5(rows, g);
+    const std::unique_ptr<Steps> steps = make_steps(g, rows, P, A, cc);
     for (const Tile& t : output_tiles(g, tile_rows(g, x))) {
-      const int64_t n = t.rows();
-      at::Tensor o = bank(input_box(in5, g, t, 0).reshape({n, g.D}), P[0], A[0], cc);
-      for (int64_t k = 1; k < g.K; ++k) o.add_(bank(input_box(in5, g, t, k).reshape({n, g.D}), P[k], A[k], cc));
+      at::Tensor o = steps->fwd(t);
       if (bias_acc) o.add_(*bias_acc);
-      output_box(out, t).copy_(o.view(t.box(g.C)));
+      output_box(out, t).copy_(o);
     }
     return out;
   }
@@ -330,9 +381,10 @@ inline at::Tensor forward(const at::Tensor& x, const at::Tensor& p, const at::Te
 }
 
 // Gradients for x, p, a and c (the bias gradient, a sum of grad, is left to the caller).
-inline std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> backward(
-    const at::Tensor& grad, const at::Tensor& x, const at::Tensor& p, const at::Tensor& a, const at::Tensor& c,
-    c10::IntArrayRef stride, c10::IntArrayRef padding, c10::IntArrayRef dilation, c10::IntArrayRef kernel_size) {
+inline std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> backward_with(
+    MakeSteps make_steps, const at::Tensor& grad, const at::Tensor& x, const at::Tensor& p, const at::Tensor& a,
+    const at::Tensor& c, c10::IntArrayRef stride, c10::IntArrayRef padding, c10::IntArrayRef dilation,
+    c10::IntArrayRef kernel_size) {
   const Geometry g = geometry("gyroplane_conv3d_backward", x, p, a, c, stride, padding, dilation, kernel_size);
   TORCH_CHECK(grad.dim() == 5 && grad.size(0) == g.B && grad.size(1) == g.C && grad.size(2) == g.out[0] &&
                   grad.size(3) == g.out[1] && grad.size(4) == g.out[2],
@@ -363,19 +415,10 @@ inline std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> backward(
       gc.add_(gck);
     }
   } else {
-    const at::Tensor in5 = rows5(rows, g), gin5 = rows5(grows, g);
-    for (const Tile& t : output_tiles(g, T)) {
-      const int64_t n = t.rows();
-      // the tile's rows of grad, channels-last (grad is channels-first: one small copy per tile)
-      const at::Tensor gt = output_box(grad, t).to(acc).reshape({n, g.C});
-      for (int64_t k = 0; k < g.K; ++k) {
-        auto [gx, gp, ga, gck] = bank_backward(gt, input_box(in5, g, t, k).reshape({n, g.D}), P[k], A[k], cc);
-        input_box(gin5, g, t, k).add_(gx.reshape(t.box(g.D)));
-        gP[k].add_(gp);
-        gA[k].add_(ga);
-        gc.add_(gck);
-      }
-    }
+    Grads gr{grows, rows5(grows, g), gP, gA, gc};
+    const std::unique_ptr<Steps> steps = make_steps(g, rows, P, A, cc);
+    for (const Tile& t : output_tiles(g, T)) steps->bwd(output_box(grad, t), t, gr);
+    steps->finish(gr);
   }
   rows = at::Tensor();  // freed before the channels-first copy of grad_x below
   // Drop the padding (the origin is a constant) and return to channels-first.
@@ -387,6 +430,18 @@ inline std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> backward(
     return t.view({g.ks[0], g.ks[1], g.ks[2], g.C, g.D}).permute({3, 4, 0, 1, 2}).to(p.scalar_type()).contiguous();
   };
   return {gx, restore(gP), restore(gA), gc.to(c.scalar_type())};
+}
+
+// The op's kernels with the bank steps (what CUDA registers).
+inline at::Tensor forward(const at::Tensor& x, const at::Tensor& p, const at::Tensor& a, const at::Tensor& c,
+                          const c10::optional<at::Tensor>& bias, c10::IntArrayRef stride, c10::IntArrayRef padding,
+                          c10::IntArrayRef dilation, c10::IntArrayRef kernel_size) {
+  return forward_with(&bank_steps, x, p, a, c, bias, stride, padding, dilation, kernel_size);
+}
+inline std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> backward(
+    const at::Tensor& grad, const at::Tensor& x, const at::Tensor& p, const at::Tensor& a, const at::Tensor& c,
+    c10::IntArrayRef stride, c10::IntArrayRef padding, c10::IntArrayRef dilation, c10::IntArrayRef kernel_size) {
+  return backward_with(&bank_steps, grad, x, p, a, c, stride, padding, dilation, kernel_size);
 }
 
 }  // namespace conv3d

@@ -13,7 +13,7 @@ namespace {
 
 // "scalar": no table functions; gyroplane_bank_cpu.cpp then runs its plain per-pair loop on libm (the
 // code before vectorisation), kept as the reference the tests and benchmarks compare the tables with.
-const BankKernels scalar_kernels = {"scalar", nullptr, nullptr, nullptr, nullptr, nullptr, nullptr};
+const BankKernels scalar_kernels = {"scalar"};  // every function pointer null
 // Likewise for the row kernels (cpu/rowwise.h, dist_cpu.cpp, dist2plane_cpu.cpp): their plain per-row
 // loops on libm and Dual<double>.
 const RowKernels scalar_row_kernels = {"scalar"};  // every function pointer null
@@ -22,7 +22,7 @@ const RowKernels scalar_row_kernels = {"scalar"};  // every function pointer nul
 // from "scalar" by ulps). The reference for the AVX2 and AVX-512 kernels in tests: the AVX-512 kernels' sweeps
 // run in AVX-512 code but keep the same 32-byte vectors and FMA in their reductions, so the float reductions
 // are the same on both sides, which leaves only the per-row stage to compare.
-const BankKernels scalar_avx2_kernels = {"scalar-avx2", nullptr, nullptr, nullptr, nullptr, nullptr, nullptr};
+const BankKernels scalar_avx2_kernels = {"scalar-avx2"};  // every function pointer null
 RowKernels scalar_avx2_rows() {
   RowKernels k{"scalar-avx2"};
   k.sweeps = SweepIsa::avx2;

@@ -162,6 +162,50 @@ template <typename T, bool SIGNED, bool SCALED> __attribute__((flatten)) double 
   return gcn;
 }
 
+// The conv's inside path (bank_kernels.h: InsideFwd, InsideBwd): z = (s + e' - f' |x|^2) / B per pair;
+// every row is inside the gate (the caller checks), so |z| <= 768 and T is exact enough, as in
+// fwd_row_inside.
+template <typename T> void inside_fwd_rows(const InsideFwd<T>& a, int64_t n0, int64_t n1, T* out) {
+  const int64_t P = a.P;
+  const T *e = a.e, *f = a.f, inv_sc = a.inv_sc;
+  for (int64_t n = n0; n < n1; ++n) {
+    const T xx = a.xb[2 * n], inv_b = a.xb[2 * n + 1];
+    const T* s = a.s + n * P;
+    T* o = out + n * P;
+#pragma omp simd
+    for (int64_t k = 0; k < P; ++k) o[k] += asinh_lane((s[k] + e[k] - f[k] * xx) * inv_b) * inv_sc;
+  }
+}
+
+// value = asinh(z) / sqrt(c), w = g d(value)/dz = g / (sqrt(c) sqrt(1 + z^2)); lz = w / B (dz/ds = 1/B);
+// d|x|^2 of z: (c z - f') / B; direct d/dc: z |x|^2 / B through B, -value / (2c) through 1/sqrt(c).
+template <typename T> double inside_bwd_rows(const InsideBwd<T>& a, int64_t n0, int64_t n1) {
+  const int64_t P = a.P;
+  const T *e = a.e, *f = a.f, c = a.c, inv_sc = a.inv_sc, half_inv_c = T(0.5) / a.c;
+  T *se = a.se, *sxx = a.sxx;
+  double gc = 0;
+  for (int64_t n = n0; n < n1; ++n) {
+    const T xx = a.xb[2 * n], inv_b = a.xb[2 * n + 1];
+    const T *s = a.s + n * P, *g = a.g + n * P;
+    T* lz = a.lz + n * P;
+    T rn = 0, gcn = 0;
+#pragma omp simd reduction(+ : rn, gcn)
+    for (int64_t k = 0; k < P; ++k) {
+      const T z = (s[k] + e[k] - f[k] * xx) * inv_b;
+      const T root = sqrt_t(T(1) + z * z);
+      const T l = g[k] * inv_sc / root * inv_b;
+      lz[k] = l;
+      se[k] += l;
+      sxx[k] += l * xx;
+      rn += T(2) * l * (c * z - f[k]);
+      gcn += l * z * xx - g[k] * asinh_with_root(z, root) * inv_sc * half_inv_c;
+    }
+    a.r[n] = rn;
+    gc += double(gcn);
+  }
+  return gc;
+}
+
 // signed/scaled become template arguments so that the loops carry no run-time branch.
 template <typename T> void fwd(const BankFwd<T>& a, int64_t n, T* out) {
   if (a.is_signed) {
@@ -191,7 +235,11 @@ const BankKernels kernels = {HYPOPS_STR(HYPOPS_ISA) + 4,  // "isa_avx2" -> "avx2
                              &bwd<float>,
                              &bwd<double>,
                              &asinh_array<float>,
-                             &asinh_array<double>};
+                             &asinh_array<double>,
+                             &inside_fwd_rows<float>,
+                             &inside_fwd_rows<double>,
+                             &inside_bwd_rows<float>,
+                             &inside_bwd_rows<double>};
 
 }  // namespace HYPOPS_ISA
 }  // namespace simd

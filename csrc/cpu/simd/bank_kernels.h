@@ -105,6 +105,29 @@ template <typename T> InsideGate<T> inside_gate(const T* pp, const T* aa, const 
   return g;
 }
 
+// The gyroplane convolution's inside path (csrc/cpu/gyroplane_conv3d_cpu.cpp). Inside the gate the
+// argument of asinh is linear in <x, p> and <x, a> with per-plane coefficients:
+//   z = (A (<x,a> - pa) - c pa (|x|^2 - 2<x,p> + pp)) K / B = (<x, W'> + e' - f' |x|^2) / B,
+//   W' = K (A a + 2 c pa p),  e' = -K (A pa + c pa pp),  f' = K c pa,
+// so one contraction s = <x, W'> per pair replaces the bank's two (<x,p> and <x,a>), in the forward and in
+// the backward (whose input gradients are then two GEMMs, not four). Rows [n0, n1) of a step of N rows
+// against P planes; per row xb = (|x|^2, 1 / (1 - c|x|^2)) [N, 2]; per plane e', f'.
+template <typename T> struct InsideFwd {
+  const T *s, *xb, *e, *f;
+  T inv_sc;  // 1 / sqrt(c)
+  int64_t P;
+};
+// Backward adds the incoming gradient g [N, P] and writes lz = g d(value)/ds [N, P] and per row
+// r = sum_k 2 lz (c z - f'), so that grad_x = lz W' + x r; adds the column sums se += lz and
+// sxx += lz |x|^2 ([P] in T; the caller flushes them into double every kBankFlushRows rows, as the bank's);
+// returns the rows' direct d/dc (through B and 1/sqrt(c); the per-plane part is the caller's).
+template <typename T> struct InsideBwd {
+  const T *s, *g, *xb, *e, *f;
+  T c, inv_sc;
+  int64_t P;
+  T *lz, *r, *se, *sxx;
+};
+
 // One instruction set's kernels. fwd: row n of the output (P values) into out. bwd: row n of the
 // outputs; returns that row's contribution to dL/dc.
 struct BankKernels {
@@ -116,6 +139,11 @@ struct BankKernels {
   // asinh of the vectorised path over an array (tests compare it with libm's).
   void (*asinh_f)(const float* in, float* out, int64_t n);
   void (*asinh_d)(const double* in, double* out, int64_t n);
+  // The conv's inside path: out[n, :] += values of rows [n0, n1); backward as InsideBwd says.
+  void (*inside_fwd_f)(const InsideFwd<float>&, int64_t n0, int64_t n1, float* out);
+  void (*inside_fwd_d)(const InsideFwd<double>&, int64_t n0, int64_t n1, double* out);
+  double (*inside_bwd_f)(const InsideBwd<float>&, int64_t n0, int64_t n1);
+  double (*inside_bwd_d)(const InsideBwd<double>&, int64_t n0, int64_t n1);
 };
 
 // Overloads picking the table entry for the accumulation type.
@@ -123,6 +151,10 @@ inline void run_fwd(const BankKernels& k, const BankFwd<float>& a, int64_t n, fl
 inline void run_fwd(const BankKernels& k, const BankFwd<double>& a, int64_t n, double* out) { k.fwd_d(a, n, out); }
 inline double run_bwd(const BankKernels& k, const BankBwd<float>& a, int64_t n) { return k.bwd_f(a, n); }
 inline double run_bwd(const BankKernels& k, const BankBwd<double>& a, int64_t n) { return k.bwd_d(a, n); }
+inline auto inside_fwd(const BankKernels& k, float) { return k.inside_fwd_f; }
+inline auto inside_fwd(const BankKernels& k, double) { return k.inside_fwd_d; }
+inline auto inside_bwd(const BankKernels& k, float) { return k.inside_bwd_f; }
+inline auto inside_bwd(const BankKernels& k, double) { return k.inside_bwd_d; }
 
 // Defined by each per-ISA translation unit.
 namespace isa_baseline { extern const BankKernels kernels; }
