@@ -29,7 +29,10 @@
 // times less scalar work than repeating the plane per offset. Backward gathers each chunk voxel's output
 // gradients over the same views and runs the bank backward once per voxel.
 //
-// The bank is called through the dispatcher, so this one driver serves the CPU and the CUDA kernels.
+// The bank is called through the dispatcher, so this one driver serves the CPU and the CUDA kernels. What a
+// tile does is a Steps object (below): by default these bank calls; the CPU's inside path
+// (csrc/cpu/gyroplane_conv3d_cpu.cpp) replaces them, where every point and plane of a step is well inside
+// the ball, by one GEMM per offset against a combined normal W' and a cheaper per-pair map.
 #pragma once
 
 #include <ATen/ATen.h>

@@ -53,9 +53,9 @@ template <typename T> struct InsideSteps final : conv3d::Steps {
   InsidePlanes q;
   at::Tensor Wp, ep, fp;  // K W', K e', K f' [K, C(, D)] in T
   at::Tensor xb;          // (|x|^2, 1 / (1 - c|x|^2)) per padded input row [n_pad, 2] in T
-  // backward: lz^T x per offset [K, C, D] in T; column sums of lz and lz |x|^2 [K * C] (double); r per padded
-  // row [n_pad] in T (grad_x = lz W' + x r, the second term added once in finish); the rows' direct d/dc
-  at::Tensor gWp, se, sxx, R;
+  // backward: lz^T x per offset [K, C, D] in T; column sums of lz, lz |x|^2 and B lz z [K * C] (double); r
+  // per padded row [n_pad] in T (grad_x = lz W' + x r, the second term added once in finish); the pairs' d/dc
+  at::Tensor gWp, se, sxx, swz, R;
   double gc_rows = 0;
 
   InsideSteps(const conv3d::Geometry& g_, const at::Tensor& rows_, const at::Tensor& P_, const at::Tensor& A_,
@@ -79,20 +79,21 @@ template <typename T> struct InsideSteps final : conv3d::Steps {
     });
   }
 
-  // With stride 1, a tile of whole (y, z) planes reads, for each offset, a contiguous range of padded rows:
-  // row r of the tile's "extended" rows, the output voxel at padded-grid position r past the tile's first
-  // one, reads padded row first + r with first = base + (offset of k). The extended rows include the
-  // positions with y >= OY or z >= OZ, computed and thrown away (valid() picks the rest): (Yp Zp) / (OY OZ)
-  // times the work (1.13 at 32^3 with padding 1), against a gather of [n, D] per step that cost as much as
-  // its GEMM. Returns false for other tiles (then the bank steps run).
+  // With stride 1, a tile of whole z-rows (whole (y, z) planes if it spans several x-planes, whole items if
+  // several items) reads, for each offset, a contiguous range of padded rows: row r of the tile's
+  // "extended" rows, the output voxel at padded-grid position r past the tile's first one, reads padded row
+  // first + r with first = base + (offset of k). The extended rows include the positions with y >= OY or
+  // z >= OZ, computed and thrown away (valid() picks the rest): up to (Yp Zp) / (OY OZ) times the work (1.13
+  // at 32^3 with padding 1), against a gather of [n, D] per step that cost as much as its GEMM. Returns
+  // false for other tiles (z-ranges of one row: the bank steps run).
   bool extended(const conv3d::Tile& t, int64_t& base, int64_t& L) const {
     const auto &out = g.out, &pad = g.padded;
-    if (g.stride != conv3d::Triple{1, 1, 1} || t.lo[1] != 0 || t.hi[1] != out[1] || t.lo[2] != 0 || t.hi[2] != out[2])
+    const int64_t plane = pad[1] * pad[2], nb = t.b1 - t.b0, nx = t.hi[0] - t.lo[0], ny = t.hi[1] - t.lo[1];
+    const bool whole_rows = t.lo[2] == 0 && t.hi[2] == out[2], whole_planes = t.lo[1] == 0 && t.hi[1] == out[1];
+    if (!whole_rows || (nx > 1 && !whole_planes) || (nb > 1 && (t.lo[0] != 0 || t.hi[0] != out[0] || !whole_planes)))
       return false;
-    const int64_t plane = pad[1] * pad[2], nb = t.b1 - t.b0, nx = t.hi[0] - t.lo[0];
-    if (nb > 1 && (t.lo[0] != 0 || t.hi[0] != out[0])) return false;
-    base = (t.b0 * pad[0] + t.lo[0]) * plane;
-    L = ((nb - 1) * pad[0] + nx - 1) * plane + (out[1] - 1) * pad[2] + out[2];
+    base = ((t.b0 * pad[0] + t.lo[0]) * pad[1] + t.lo[1]) * pad[2];
+    L = ((nb - 1) * pad[0] + nx - 1) * plane + (ny - 1) * pad[2] + out[2];
     return true;
   }
   int64_t offset_rows(int64_t k) const {
@@ -142,6 +143,7 @@ template <typename T> struct InsideSteps final : conv3d::Steps {
       gWp = at::zeros_like(Wp);
       se = at::zeros({K * C}, Wp.options().dtype(at::kDouble));
       sxx = at::zeros_like(se);
+      swz = at::zeros_like(se);
       R = at::zeros({rows.size(0)}, rows.options());
     }
     at::Tensor gt = at::zeros({L, C}, rows.options());  // 0 on the rows valid() leaves out: they add nothing
@@ -152,7 +154,7 @@ template <typename T> struct InsideSteps final : conv3d::Steps {
     // Rows in chunks of row_grain, each with its own column sums (in T over kBankFlushRows rows, then in
     // double), added up after the loop: the bank backward's scheme.
     const int64_t grain = row_grain(C), nchunk = std::max<int64_t>(1, (L + grain - 1) / grain);
-    at::Tensor S = at::empty({nchunk, 2 * C + 1}, se.options());
+    at::Tensor S = at::empty({nchunk, 3 * C + 1}, se.options());
     const auto run = simd::inside_bwd(kern, T());
     for (int64_t k = 0; k < K; ++k) {
       const int64_t first = base + offset_rows(k);
@@ -165,24 +167,26 @@ template <typename T> struct InsideSteps final : conv3d::Steps {
       at::mm_out(s, X, Wp[k].t());
       S.zero_();
       at::parallel_for(0, nchunk, 1, [&](int64_t cb, int64_t ce) {
-        std::vector<T> cs(2 * C);
+        std::vector<T> cs(3 * C);
         for (int64_t ch = cb; ch < ce; ++ch) {
-          double* sd = S.data_ptr<double>() + ch * (2 * C + 1);
+          double* sd = S.data_ptr<double>() + ch * (3 * C + 1);
           std::fill(cs.begin(), cs.end(), T(0));
           const simd::InsideBwd<T> args{s.data_ptr<T>(),  gt.data_ptr<T>(), xb.data_ptr<T>() + 2 * first,
                                         ep[k].data_ptr<T>(), fp[k].data_ptr<T>(), T(c), T(1.0 / std::sqrt(c)), C,
-                                        lz.data_ptr<T>(), r.data_ptr<T>(), cs.data(), cs.data() + C};
+                                        lz.data_ptr<T>(), r.data_ptr<T>(), cs.data(), cs.data() + C,
+                                        cs.data() + 2 * C};
           const int64_t n0 = ch * grain, n1 = std::min(L, n0 + grain);
           for (int64_t f0 = n0; f0 < n1; f0 += simd::kBankFlushRows) {
-            sd[2 * C] += run(args, f0, std::min(n1, f0 + simd::kBankFlushRows));
-            for (int64_t j = 0; j < 2 * C; ++j) sd[j] += double(cs[j]), cs[j] = T(0);
+            sd[3 * C] += run(args, f0, std::min(n1, f0 + simd::kBankFlushRows));
+            for (int64_t j = 0; j < 3 * C; ++j) sd[j] += double(cs[j]), cs[j] = T(0);
           }
         }
       });
       const at::Tensor sums = S.sum(0);
       se.narrow(0, k * C, C).add_(sums.narrow(0, 0, C));
       sxx.narrow(0, k * C, C).add_(sums.narrow(0, C, C));
-      gc_rows += sums[2 * C].item<double>();
+      swz.narrow(0, k * C, C).add_(sums.narrow(0, 2 * C, C));
+      gc_rows += sums[3 * C].item<double>();
       // within one offset distinct rows read distinct padded rows: plain in-place GEMMs into the slices
       gr.grows.narrow(0, first, L).addmm_(lz, Wp[k]);
       R.narrow(0, first, L).add_(r);
@@ -192,32 +196,35 @@ template <typename T> struct InsideSteps final : conv3d::Steps {
 
   // x r into grad_x; then from the gradients of W' = K W, e' = K e, f' = K f to p, a and c, per plane, by the
   // chain rule through K = 2 sqrt(c) / (A |a|), W = A a + 2 f p, e = -(A pa + f pp), f = c pa, A = 1 - c pp
-  // (double).
+  // (double). K's own gradient comes as K dL/dK = sum over pairs of B lz z (swz; = <dL/dW', W'> + e' dL/de' +
+  // f' dL/df', which formed from the float GEMM sum lz^T x lost up to 1e-5 of grad c to cancellation).
   void finish(conv3d::Grads& gr) override {
     if (!gWp.defined()) return;  // every tile took the bank
     gr.grows.addcmul_(rows, R.unsqueeze(1));
     const int64_t KC = q.p.size(0);
     const at::Tensor gWp64 = gWp.to(at::kDouble).view({KC, g.D});
     const at::Tensor gep = se, gfp = -sxx;  // d/de' = sum lz, d/df' = -sum lz |x|^2
-    const at::Tensor gK = (gWp64 * q.W).sum(1) + gep * q.e + gfp * q.f;
+    const at::Tensor& gKK = swz;  // K dL/dK
     const at::Tensor gW = q.K.unsqueeze(1) * gWp64, ge = q.K * gep, gf_ = q.K * gfp;
-    const at::Tensor gA_ = (gW * q.a).sum(1) - ge * q.pa - gK * q.K / q.A;
+    const at::Tensor gA_ = (gW * q.a).sum(1) - ge * q.pa - gKK / q.A;
     const at::Tensor gf = 2 * (gW * q.p).sum(1) - ge * q.pp + gf_;
-    const at::Tensor gpa = -q.A * ge + c * gf, gpp = -q.f * ge - c * gA_, gaa = -gK * q.K / (2 * q.aa);
+    const at::Tensor gpa = -q.A * ge + c * gf, gpp = -q.f * ge - c * gA_, gaa = -gKK / (2 * q.aa);
     const at::Tensor gp = 2 * q.f.unsqueeze(1) * gW + 2 * q.p * gpp.unsqueeze(1) + q.a * gpa.unsqueeze(1);
     const at::Tensor ga = q.A.unsqueeze(1) * gW + 2 * q.a * gaa.unsqueeze(1) + q.p * gpa.unsqueeze(1);
     // Offsets whose gate is shut never took this path, and their K, A may be inf or NaN: masked out.
     const at::Tensor on = q.on.unsqueeze(1), zero = at::zeros({}, gW.options());
     gr.gP.add_(at::where(on, gp, zero).view(gr.gP.sizes()).to(gr.gP.scalar_type()));
     gr.gA.add_(at::where(on, ga, zero).view(gr.gA.sizes()).to(gr.gA.scalar_type()));
-    gr.gc.add_(at::where(q.on, gK * q.K / (2 * c) - q.pp * gA_ + q.pa * gf, zero).sum() + gc_rows);
+    gr.gc.add_(at::where(q.on, q.pa * gf - q.pp * gA_, zero).sum() + gc_rows);  // (the K part is in gc_rows)
   }
 };
 
 // The inside path where the SIMD kernels run (the "scalar" kernels, the reference, keep the bank).
 std::unique_ptr<conv3d::Steps> cpu_steps(const conv3d::Geometry& g, const at::Tensor& rows, const at::Tensor& P,
                                          const at::Tensor& A, const at::Tensor& c) {
-  if (simd::bank_kernels().inside_fwd_f == nullptr || g.tied) return conv3d::bank_steps(g, rows, P, A, c);
+  // (tied weights have their own path in the driver; other strides read no contiguous ranges: see extended())
+  if (simd::bank_kernels().inside_fwd_f == nullptr || g.tied || g.stride != conv3d::Triple{1, 1, 1})
+    return conv3d::bank_steps(g, rows, P, A, c);
   const double cv = read_c_cpu("gyroplane_conv3d", c);
   if (P.scalar_type() == at::kDouble) return std::make_unique<InsideSteps<double>>(g, rows, P, A, c, cv);
   return std::make_unique<InsideSteps<float>>(g, rows, P, A, c, cv);

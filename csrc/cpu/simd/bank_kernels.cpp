@@ -178,11 +178,12 @@ template <typename T> void inside_fwd_rows(const InsideFwd<T>& a, int64_t n0, in
 }
 
 // value = asinh(z) / sqrt(c), w = g d(value)/dz = g / (sqrt(c) sqrt(1 + z^2)); lz = w / B (dz/ds = 1/B);
-// d|x|^2 of z: (c z - f') / B; direct d/dc: z |x|^2 / B through B, -value / (2c) through 1/sqrt(c).
+// d|x|^2 of z: (c z - f') / B; d/dc: z |x|^2 / B through B, -value / (2c) through 1/sqrt(c), z / (2c)
+// through K (K = 2 sqrt(c) / (A |a|) scales z).
 template <typename T> double inside_bwd_rows(const InsideBwd<T>& a, int64_t n0, int64_t n1) {
   const int64_t P = a.P;
   const T *e = a.e, *f = a.f, c = a.c, inv_sc = a.inv_sc, half_inv_c = T(0.5) / a.c;
-  T *se = a.se, *sxx = a.sxx;
+  T *se = a.se, *sxx = a.sxx, *swz = a.swz;
   double gc = 0;
   for (int64_t n = n0; n < n1; ++n) {
     const T xx = a.xb[2 * n], inv_b = a.xb[2 * n + 1];
@@ -193,12 +194,13 @@ template <typename T> double inside_bwd_rows(const InsideBwd<T>& a, int64_t n0, 
     for (int64_t k = 0; k < P; ++k) {
       const T z = (s[k] + e[k] - f[k] * xx) * inv_b;
       const T root = sqrt_t(T(1) + z * z);
-      const T l = g[k] * inv_sc / root * inv_b;
+      const T w = g[k] * inv_sc / root, l = w * inv_b;
       lz[k] = l;
       se[k] += l;
       sxx[k] += l * xx;
+      swz[k] += w * z;
       rn += T(2) * l * (c * z - f[k]);
-      gcn += l * z * xx - g[k] * asinh_with_root(z, root) * inv_sc * half_inv_c;
+      gcn += l * z * xx + (w * z - g[k] * asinh_with_root(z, root) * inv_sc) * half_inv_c;
     }
     a.r[n] = rn;
     gc += double(gcn);

@@ -118,14 +118,16 @@ template <typename T> struct InsideFwd {
   int64_t P;
 };
 // Backward adds the incoming gradient g [N, P] and writes lz = g d(value)/ds [N, P] and per row
-// r = sum_k 2 lz (c z - f'), so that grad_x = lz W' + x r; adds the column sums se += lz and
-// sxx += lz |x|^2 ([P] in T; the caller flushes them into double every kBankFlushRows rows, as the bank's);
-// returns the rows' direct d/dc (through B and 1/sqrt(c); the per-plane part is the caller's).
+// r = sum_k 2 lz (c z - f'), so that grad_x = lz W' + x r; adds the column sums se += lz,
+// sxx += lz |x|^2 and swz += B lz z = g z d(value)/dz ([P] in T; the caller flushes them into double every
+// kBankFlushRows rows, as the bank's); returns the rows' d/dc through B, through 1/sqrt(c) and the
+// K-part of the planes' (swz / (2c): summed per pair here, where it nearly cancels the 1/sqrt(c) term for
+// small z, rather than formed from the GEMM sum lz^T x).
 template <typename T> struct InsideBwd {
   const T *s, *g, *xb, *e, *f;
   T c, inv_sc;
   int64_t P;
-  T *lz, *r, *se, *sxx;
+  T *lz, *r, *se, *sxx, *swz;
 };
 
 // One instruction set's kernels. fwd: row n of the output (P values) into out. bwd: row n of the
