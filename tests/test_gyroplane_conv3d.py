@@ -523,14 +523,15 @@ def _native_fwd_bwd(x, p, a, c, gy, **kw):
 
 
 INSIDE_CASES = {
-    # (D, C, S, ks, c, kw): tiles of whole items, of x-planes (C = 40 on 12 x 9 x 10: several per tile), of
-    # y-rows (C = 64 on 20 x 20 planes: a plane is more than a tile), dilation
-    "whole-items-pad1": (3, 4, (5, 4, 6), (3, 3, 3), 1.0, dict(padding=1)),
-    "x-plane-tiles": (2, 40, (12, 9, 10), (3, 2, 3), 0.7, dict(padding=(1, 0, 2))),
-    "y-row-tiles": (2, 64, (3, 20, 20), (3, 3, 3), 1.0, dict(padding=1)),
-    "dilated-even-k": (5, 3, (7, 6, 5), (2, 2, 2), 2.0, dict(padding=1, dilation=(2, 1, 2))),
-    "D32": (32, 6, (4, 5, 4), (3, 3, 3), 1.5, dict(padding=1)),
-    "k1": (2, 7, (2, 2, 2), (1, 1, 1), 1.0, {}),
+    # (D, C, S, ks, c, B, kw): sizes where the extended rows stay within 1.5x the tile's (gyroplane_conv3d_cpu.cpp:
+    # extended): tiles of two whole items, of x-planes (C = 40 on 12 x 9 x 10: several per tile), of y-rows
+    # (C = 64 on 20 x 20 planes: a plane is more than a tile), dilation with an even kernel, D = 32, k = 1
+    "whole-items": (3, 4, (8, 8, 8), (2, 2, 2), 1.0, 2, {}),
+    "x-plane-tiles": (2, 40, (12, 9, 10), (3, 2, 3), 0.7, 1, dict(padding=(1, 0, 2))),
+    "y-row-tiles": (2, 64, (3, 20, 20), (3, 3, 3), 1.0, 1, dict(padding=1)),
+    "dilated-even-k": (5, 3, (9, 10, 12), (2, 2, 2), 2.0, 2, dict(padding=1, dilation=(2, 1, 2))),
+    "D32": (32, 6, (10, 10, 10), (3, 3, 3), 1.5, 1, dict(padding=1)),
+    "k1": (2, 7, (2, 2, 2), (1, 1, 1), 1.0, 2, {}),
 }
 
 
@@ -545,12 +546,15 @@ def test_native_inside_path_matches_bank_path(case, dtype, edge):
     with the float64 evaluation of the same float32 inputs, and the inside path may be at most 4x further from it
     than the bank path, plus 2e-5 of the largest value (grad c sums millions of terms: both paths miss it by
     ~1e-5 in float32). "mixed": the input's last x-plane lies near the sphere, so the offsets that read it take
-    the bank inside the same tile and the rest the inside path."""
+    the bank inside the same tile and the rest the inside path (one batch item)."""
     from hypops import _C
 
     skip_unless_serves("native", OP)
-    D, C, S, ks, c, kw = INSIDE_CASES[case]
-    x, p, a = (t.to(dtype) for t in _inside_case(D, C, S, ks, c, seed=31, edge_frac=edge))
+    D, C, S, ks, c, B, kw = INSIDE_CASES[case]
+    # mixed: one batch item, so that a tile's offsets differ in whether they read the last x-plane (a tile of
+    # several items reads every item's last planes through every offset)
+    B = B if edge is None else 1
+    x, p, a = (t.to(dtype) for t in _inside_case(D, C, S, ks, c, seed=31, B=B, edge_frac=edge))
     y = hypops.reference.gyroplane_conv3d(x.double(), p.double(), a.double(), c=c, kernel_size=ks, **kw)
     gy = torch.randn(y.shape, dtype=torch.float64, generator=gen(32))
     before = _C.cpu_kernels()
@@ -562,7 +566,8 @@ def test_native_inside_path_matches_bank_path(case, dtype, edge):
             except ValueError:  # not on this CPU
                 continue
             got[kernels] = _native_fwd_bwd(x, p, a, c, gy, kernel_size=ks, **kw)
-        truth = _native_fwd_bwd(x.double(), p.double(), a.double(), c, gy, kernel_size=ks, **kw)  # scalar, float64
+        _C._set_cpu_kernels("scalar")  # the bank path, float64
+        truth = _native_fwd_bwd(x.double(), p.double(), a.double(), c, gy, kernel_size=ks, **kw)
     finally:
         _C._set_cpu_kernels(before)
     bank = got.pop("scalar")
@@ -576,8 +581,9 @@ def test_native_inside_path_matches_bank_path(case, dtype, edge):
             else:
                 err, err_bank = ((w.double() - t).abs().max().item() for w in (u, v))
                 assert err <= 4 * err_bank + 2e-5 * scale, f"{kernels}, {name}: {err:.2e} vs the bank's {err_bank:.2e}"
-        if edge is None:
-            assert not torch.equal(res[0], bank[0]), f"{kernels}: the inside path did not run"
+        if edge is None or math.prod(ks) > 1:  # (k = 1 mixed: its one offset reads the sphere's plane: all bank)
+            assert not torch.equal(res[0], bank[0]), f"{kernels}: the forward's inside path did not run"
+            assert not torch.equal(res[1], bank[1]), f"{kernels}: the backward's inside path did not run"
 
 
 def test_native_inside_path_gradcheck():
@@ -593,3 +599,28 @@ def test_native_inside_path_gradcheck():
     args = [t.clone().requires_grad_(True) for t in (x, p, a, c)]
     fn = lambda x_, p_, a_, c_: hypops.gyroplane_conv3d(x_, p_, a_, c=c_, backend="native", padding=1, kernel_size=(2, 3, 2))  # noqa: E731
     assert torch.autograd.gradcheck(fn, args, eps=1e-6, atol=1e-7, rtol=1e-6)
+
+
+def test_native_inside_path_unread_nan_voxels_get_zero_gradient():
+    """Voxels no output reads (the gap of a dilated kernel) get a zero gradient, even when they are NaN, as on the
+    bank path: the inside path adds its x r term only to the rows its steps read."""
+    from hypops import _C
+
+    skip_unless_serves("native", OP)
+    x, p, a = _inside_case(3, 4, (3, 8, 8), (2, 1, 1), 1.0, seed=34, B=1)
+    x[:, :, 1] = float("nan")  # dilation 2 along x: outputs read x-planes 0 and 2 only
+    before = _C.cpu_kernels()
+    try:
+        for kernels in ("scalar", "baseline", "avx2", "avx512"):
+            try:
+                _C._set_cpu_kernels(kernels)
+            except ValueError:
+                continue
+            xs = x.clone().requires_grad_(True)
+            y = hypops.gyroplane_conv3d(xs, p, a, c=1.0, backend="native", kernel_size=(2, 1, 1), dilation=(2, 1, 1))
+            y.sum().backward()
+            assert torch.isfinite(y).all(), kernels
+            assert torch.equal(xs.grad[:, :, 1], torch.zeros_like(xs.grad[:, :, 1])), kernels
+            assert torch.isfinite(xs.grad).all(), kernels
+    finally:
+        _C._set_cpu_kernels(before)

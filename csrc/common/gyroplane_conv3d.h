@@ -16,7 +16,7 @@
 // channels-first tensors and the inputs that one offset reads for it a strided view of the padded input.
 // Everything else lives for one (tile, offset) step and is bounded by tile_elems() entries per
 // [rows, C_out] temporary, so the peak is O(input + output), never the unfolded k^3 x C_out x D window of
-// the reference, and nothing per offset is kept for backward (backward recomputes the two GEMMs of each
+// the reference, and nothing per (voxel, offset) is kept for backward (backward recomputes the GEMMs of each
 // step).
 //
 // Backward runs the same loop calling gyroplane_bank_backward: the input gradient of a step is added back
@@ -52,10 +52,11 @@ namespace conv3d {
 
 // Entries of one [rows, C_out] temporary per step. CUDA: 2^16, so that a GEMM call and a kernel launch
 // are amortised. CPU: a tenth of the op's input + output entries, clamped to [2^14, 2^16]: a backward step
-// holds about five such arrays at once (the gradient tile, the two GEMM outputs, the two per-pair
-// partials), which then stay below half the input + output, so the op's peak stays within 2x (input +
-// output) (SPEC §7) even where the output is as small as the paper decoder's (1.2 MiB; a fixed 2^16
-// made ~1.5 MiB of temporaries there). Smaller tiles cost time: each bank call carries ~20-40 us of
+// holds about five such arrays at once (bank steps: the gradient tile, the two GEMM outputs, the two
+// per-pair partials; the CPU's inside path: three of up to 1.5x the tile's rows, plus the bank's where
+// an offset falls back), which then stay below about half the input + output, so the op's peak stays within
+// 2x (input + output) (SPEC §7) even where the output is as small as the paper decoder's (1.2 MiB; a
+// fixed 2^16 made ~1.5 MiB of temporaries there; measured peaks: README). Smaller tiles cost time: each bank call carries ~20-40 us of
 // dispatch and allocation (1 thread, paper decoder, tiles of 2^14 vs 2^16 entries: fwd+bwd 5.5 vs 4.2 ms).
 inline int64_t tile_elems(const at::Tensor& x, int64_t in_out_elems) {
   if (x.is_cuda()) return int64_t(1) << 16;

@@ -51,7 +51,7 @@ template <typename T> struct InsideSteps final : conv3d::Steps {
   const simd::BankKernels& kern;
   const double c;
   InsidePlanes q;
-  at::Tensor Wp, ep, fp;  // K W', K e', K f' [K, C(, D)] in T
+  at::Tensor Wp, ep, fp;  // W' = K W, e' = K e, f' = K f [K, C(, D)] in T
   at::Tensor xb;          // (|x|^2, 1 / (1 - c|x|^2)) per padded input row [n_pad, 2] in T
   // backward: lz^T x per offset [K, C, D] in T; column sums of lz, lz |x|^2 and B lz z [K * C] (double); r
   // per padded row [n_pad] in T (grad_x = lz W' + x r, the second term added once in finish); the pairs' d/dc
@@ -83,9 +83,11 @@ template <typename T> struct InsideSteps final : conv3d::Steps {
   // several items) reads, for each offset, a contiguous range of padded rows: row r of the tile's
   // "extended" rows, the output voxel at padded-grid position r past the tile's first one, reads padded row
   // first + r with first = base + (offset of k). The extended rows include the positions with y >= OY or
-  // z >= OZ, computed and thrown away (valid() picks the rest): up to (Yp Zp) / (OY OZ) times the work (1.13
-  // at 32^3 with padding 1), against a gather of [n, D] per step that cost as much as its GEMM. Returns
-  // false for other tiles (z-ranges of one row: the bank steps run).
+  // z >= OZ (and, in tiles of several items, x >= OX), computed and thrown away (valid() picks the rest):
+  // (Yp Zp) / (OY OZ) times the work at 32^3 with padding 1 (1.13), against a gather of [n, D] per step that
+  // cost as much as its GEMM. Returns false for other tiles (z-ranges of one row) and where the extended
+  // rows would be more than 1.5x the tile's (small grids with padding: 4^3 with k = 3, padding 1, is 3.4x):
+  // the bank steps run those.
   bool extended(const conv3d::Tile& t, int64_t& base, int64_t& L) const {
     const auto &out = g.out, &pad = g.padded;
     const int64_t plane = pad[1] * pad[2], nb = t.b1 - t.b0, nx = t.hi[0] - t.lo[0], ny = t.hi[1] - t.lo[1];
@@ -94,7 +96,7 @@ template <typename T> struct InsideSteps final : conv3d::Steps {
       return false;
     base = ((t.b0 * pad[0] + t.lo[0]) * pad[1] + t.lo[1]) * pad[2];
     L = ((nb - 1) * pad[0] + nx - 1) * plane + (ny - 1) * pad[2] + out[2];
-    return true;
+    return 2 * L <= 3 * t.rows();
   }
   int64_t offset_rows(int64_t k) const {
     const conv3d::Triple kk = conv3d::kernel_offset(g, k);
@@ -200,7 +202,18 @@ template <typename T> struct InsideSteps final : conv3d::Steps {
   // f' dL/df', which formed from the float GEMM sum lz^T x lost up to 1e-5 of grad c to cancellation).
   void finish(conv3d::Grads& gr) override {
     if (!gWp.defined()) return;  // every tile took the bank
-    gr.grows.addcmul_(rows, R.unsqueeze(1));
+    // Only the rows an inside step read (R != 0): x R elsewhere would turn an infinite or NaN voxel that
+    // only bank steps (or no output) read into a NaN gradient.
+    {
+      const int64_t D = g.D;
+      const T *x = rows.data_ptr<T>(), *r = R.data_ptr<T>();
+      T* gx = gr.grows.data_ptr<T>();
+      at::parallel_for(0, rows.size(0), row_grain(D), [&](int64_t b, int64_t e) {
+        for (int64_t i = b; i < e; ++i)
+          if (r[i] != T(0))
+            for (int64_t d = 0; d < D; ++d) gx[i * D + d] += x[i * D + d] * r[i];
+      });
+    }
     const int64_t KC = q.p.size(0);
     const at::Tensor gWp64 = gWp.to(at::kDouble).view({KC, g.D});
     const at::Tensor gep = se, gfp = -sxx;  // d/de' = sum lz, d/df' = -sum lz |x|^2
