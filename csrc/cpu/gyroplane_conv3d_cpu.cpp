@@ -151,8 +151,9 @@ template <typename T> struct InsideSteps final : conv3d::Steps {
     at::Tensor gt = at::zeros({L, C}, rows.options());  // 0 on the rows valid() leaves out: they add nothing
     valid(gt, t).copy_(gbox);
     at::Tensor gt_rows;  // the bank steps' [n, C] copy, made if one is needed
-    at::Tensor s = at::empty({L, C}, rows.options()), lz = at::empty({L, C}, rows.options()),
-               r = at::empty({L}, rows.options());
+    // lz overwrites s in place (the kernel reads s[n, k] before it writes lz[n, k]): one [L, C] array less
+    at::Tensor s = at::empty({L, C}, rows.options()), r = at::empty({L}, rows.options());
+    const at::Tensor& lz = s;
     // Rows in chunks of row_grain, each with its own column sums (in T over kBankFlushRows rows, then in
     // double), added up after the loop: the bank backward's scheme.
     const int64_t grain = row_grain(C), nchunk = std::max<int64_t>(1, (L + grain - 1) / grain);

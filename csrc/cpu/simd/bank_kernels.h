@@ -117,7 +117,7 @@ template <typename T> struct InsideFwd {
   T inv_sc;  // 1 / sqrt(c)
   int64_t P;
 };
-// Backward adds the incoming gradient g [N, P] and writes lz = g d(value)/ds [N, P] and per row
+// Backward adds the incoming gradient g [N, P] and writes lz = g d(value)/ds [N, P] (lz may be s) and per row
 // r = sum_k 2 lz (c z - f'), so that grad_x = lz W' + x r; adds the column sums se += lz,
 // sxx += lz |x|^2 and swz += B lz z = g z d(value)/dz ([P] in T; the caller flushes them into double every
 // kBankFlushRows rows, as the bank's); returns the rows' d/dc through B, through 1/sqrt(c) and the
