@@ -597,7 +597,9 @@ def test_native_inside_path_gradcheck():
     x, p, a = _inside_case(2, 3, (3, 4, 3), (2, 3, 2), 0.8, seed=33, B=1)
     c = torch.tensor(0.8, dtype=torch.float64)
     args = [t.clone().requires_grad_(True) for t in (x, p, a, c)]
-    fn = lambda x_, p_, a_, c_: hypops.gyroplane_conv3d(x_, p_, a_, c=c_, backend="native", padding=1, kernel_size=(2, 3, 2))  # noqa: E731
+    def fn(x_, p_, a_, c_):
+        return hypops.gyroplane_conv3d(x_, p_, a_, c=c_, backend="native", padding=1, kernel_size=(2, 3, 2))
+
     assert torch.autograd.gradcheck(fn, args, eps=1e-6, atol=1e-7, rtol=1e-6)
 
 

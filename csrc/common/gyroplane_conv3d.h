@@ -56,8 +56,9 @@ namespace conv3d {
 // per-pair partials; the CPU's inside path: three of up to 1.5x the tile's rows, plus the bank's where
 // an offset falls back), which then stay below about half the input + output, so the op's peak stays within
 // 2x (input + output) (SPEC §7) even where the output is as small as the paper decoder's (1.2 MiB; a
-// fixed 2^16 made ~1.5 MiB of temporaries there; measured peaks: README). Smaller tiles cost time: each bank call carries ~20-40 us of
-// dispatch and allocation (1 thread, paper decoder, tiles of 2^14 vs 2^16 entries: fwd+bwd 5.5 vs 4.2 ms).
+// fixed 2^16 made ~1.5 MiB of temporaries there; measured peaks: README). Smaller tiles cost time: each
+// bank call carries ~20-40 us of dispatch and allocation (1 thread, paper decoder, tiles of 2^14 vs 2^16
+// entries: fwd+bwd 5.5 vs 4.2 ms).
 inline int64_t tile_elems(const at::Tensor& x, int64_t in_out_elems) {
   if (x.is_cuda()) return int64_t(1) << 16;
   return std::min(std::max(in_out_elems / 10, int64_t(1) << 14), int64_t(1) << 16);

@@ -135,10 +135,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> gyroplane_bank_backwa
   const at::Tensor G = grad.to(at_).expand({N, Pn}).contiguous();
   auto opts = X.options();
   at::Tensor Ldd = at::empty({N, Pn}, opts), Lda = at::empty({N, Pn}, opts), Rx = at::empty({N}, opts);
-  // Rows in chunks of row_grain; each chunk adds its column sums of Mp, Mpa, Ma and its dL/dc into its own
-  // row of S (double), summed over the chunks at the end: no [N, P] array for those three.
-  const int64_t grain = row_grain(Pn), nchunk = std::max<int64_t>(1, (N + grain - 1) / grain);
-  at::Tensor S = at::zeros({nchunk, 3 * Pn + 1}, opts.dtype(at::kDouble));
+  // The column sums of Mp, Mpa, Ma ([3P]) and dL/dc, in double, without an [N, P] array for those three.
+  at::Tensor sums;
   AT_DISPATCH_FLOATING_TYPES(at_, "gyroplane_bank_backward", [&] {
     using acc_t = scalar_t;
     using Du = Dual<double, 7>;  // in double even for float rows (partials can exceed float range where values do not); partials: xx, pp, aa, pa, dd, da, c
@@ -146,53 +144,46 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> gyroplane_bank_backwa
                 *pp_ = pp.data_ptr<acc_t>(), *aa_ = aa.data_ptr<acc_t>(), *pa_ = pa.data_ptr<acc_t>(),
                 *g = G.data_ptr<acc_t>();
     acc_t *ldd = Ldd.data_ptr<acc_t>(), *lda = Lda.data_ptr<acc_t>(), *rx = Rx.data_ptr<acc_t>();
-    double* s0 = S.data_ptr<double>();
     const simd::BankKernels& kern = simd::bank_kernels();
-    const simd::InsideGate<acc_t> inside = simd::inside_gate(pp_, aa_, pa_, Pn, cv);
-    at::parallel_for(0, nchunk, 1, [&](int64_t cb, int64_t ce) {
-      for (int64_t ch = cb; ch < ce; ++ch) {
-        double *smp = s0 + ch * (3 * Pn + 1), *smpa = smp + Pn, *sma = smpa + Pn;
+    if (kern.bwd_d != nullptr) {
+      const simd::InsideGate<acc_t> inside = simd::inside_gate(pp_, aa_, pa_, Pn, cv);
+      sums = flushed_column_sums<acc_t>(N, row_grain(Pn), 3 * Pn, simd::kBankFlushRows,
+                                        [&](acc_t* cs, int64_t f0, int64_t f1) {
+        const simd::BankBwd<acc_t> args{xx_,    xp,  xa,  pp_, aa_,       pa_,          g,           cv,
+                                        Pn,     is_signed, scaled, ldd, lda, rx, cs, cs + Pn, cs + 2 * Pn,
+                                        inside.margin, inside.factors.data()};
         double gcs = 0;
-        const int64_t n0 = ch * grain, n1 = std::min(N, n0 + grain);
-        if (kern.bwd_d != nullptr) {
-          std::vector<acc_t> cs(3 * Pn, acc_t(0));  // the kernel's column sums in acc_t, moved into smp.. below
-          const simd::BankBwd<acc_t> args{xx_,    xp,  xa,  pp_, aa_,       pa_,          g,           cv,
-                                          Pn,     is_signed, scaled, ldd, lda, rx, cs.data(), cs.data() + Pn,
-                                          cs.data() + 2 * Pn, inside.margin, inside.factors.data()};
-          for (int64_t f0 = n0; f0 < n1; f0 += simd::kBankFlushRows) {
-            const int64_t f1 = std::min(n1, f0 + simd::kBankFlushRows);
-            for (int64_t n = f0; n < f1; ++n) gcs += simd::run_bwd(kern, args, n);
-            for (int64_t k = 0; k < 3 * Pn; ++k) smp[k] += double(cs[k]), cs[k] = acc_t(0);  // smp, smpa, sma are one [3P] row
-          }
-        } else {
-          for (int64_t n = n0; n < n1; ++n) {
-            double gcn = 0;
-            acc_t rxn = 0;
-            for (int64_t k = 0; k < Pn; ++k) {
-              const int64_t j = n * Pn + k;
-              const acc_t dd = std::max(xx_[n] - 2 * xp[j] + pp_[k], acc_t(0));
-              const Du l = dist2plane_value(Du::var(xx_[n], 0), Du::var(pp_[k], 1), Du::var(aa_[k], 2),
-                                            Du::var(pa_[k], 3), Du::var(dd, 4), Du::var(acc_t(xa[j] - pa_[k]), 5),
-                                            Du::var(cv, 6), is_signed, scaled);
-              const acc_t gj = g[j];
-              ldd[j] = gj * l.d[4];
-              lda[j] = gj * l.d[5];
-              smp[k] += double(acc_t(2 * gj * (l.d[1] + l.d[4])));
-              smpa[k] += double(acc_t(gj * (l.d[3] - l.d[5])));
-              sma[k] += double(acc_t(2 * gj * l.d[2]));
-              rxn += 2 * gj * (l.d[0] + l.d[4]);
-              gcn += double(gj * l.d[6]);
-            }
-            rx[n] = rxn;
-            gcs += gcn;
-          }
-        }
-        sma[Pn] = gcs;
+        for (int64_t n = f0; n < f1; ++n) gcs += simd::run_bwd(kern, args, n);
+        return gcs;
+      });
+      return;
+    }
+    // The "scalar" kernels: the plain loop on Dual numbers, one row at a time (the reference; serial).
+    sums = at::zeros({3 * Pn + 1}, at::kDouble);
+    double *smp = sums.data_ptr<double>(), *smpa = smp + Pn, *sma = smpa + Pn;
+    for (int64_t n = 0; n < N; ++n) {
+      double gcn = 0;
+      acc_t rxn = 0;
+      for (int64_t k = 0; k < Pn; ++k) {
+        const int64_t j = n * Pn + k;
+        const acc_t dd = std::max(xx_[n] - 2 * xp[j] + pp_[k], acc_t(0));
+        const Du l = dist2plane_value(Du::var(xx_[n], 0), Du::var(pp_[k], 1), Du::var(aa_[k], 2),
+                                      Du::var(pa_[k], 3), Du::var(dd, 4), Du::var(acc_t(xa[j] - pa_[k]), 5),
+                                      Du::var(cv, 6), is_signed, scaled);
+        const acc_t gj = g[j];
+        ldd[j] = gj * l.d[4];
+        lda[j] = gj * l.d[5];
+        smp[k] += double(acc_t(2 * gj * (l.d[1] + l.d[4])));
+        smpa[k] += double(acc_t(gj * (l.d[3] - l.d[5])));
+        sma[k] += double(acc_t(2 * gj * l.d[2]));
+        rxn += 2 * gj * (l.d[0] + l.d[4]);
+        gcn += double(gj * l.d[6]);
       }
-    });
+      rx[n] = rxn;
+      sma[Pn] += gcn;
+    }
   });
-  // The chunks' column sums and dL/dc, reduced in double, then the GEMMs of common/gyroplane_bank.h.
-  const at::Tensor sums = S.sum(0);
+  // Then the GEMMs of common/gyroplane_bank.h.
   const double gc = sums[3 * Pn].item<double>();
   const at::Tensor sM = sums.narrow(0, 0, 3 * Pn).to(at_);
   const auto [gx, gp, ga] =

@@ -154,10 +154,6 @@ template <typename T> struct InsideSteps final : conv3d::Steps {
     // lz overwrites s in place (the kernel reads s[n, k] before it writes lz[n, k]): one [L, C] array less
     at::Tensor s = at::empty({L, C}, rows.options()), r = at::empty({L}, rows.options());
     const at::Tensor& lz = s;
-    // Rows in chunks of row_grain, each with its own column sums (in T over kBankFlushRows rows, then in
-    // double), added up after the loop: the bank backward's scheme.
-    const int64_t grain = row_grain(C), nchunk = std::max<int64_t>(1, (L + grain - 1) / grain);
-    at::Tensor S = at::empty({nchunk, 3 * C + 1}, se.options());
     const auto run = simd::inside_bwd(kern, T());
     for (int64_t k = 0; k < K; ++k) {
       const int64_t first = base + offset_rows(k);
@@ -168,24 +164,13 @@ template <typename T> struct InsideSteps final : conv3d::Steps {
       }
       const at::Tensor X = rows.narrow(0, first, L);
       at::mm_out(s, X, Wp[k].t());
-      S.zero_();
-      at::parallel_for(0, nchunk, 1, [&](int64_t cb, int64_t ce) {
-        std::vector<T> cs(3 * C);
-        for (int64_t ch = cb; ch < ce; ++ch) {
-          double* sd = S.data_ptr<double>() + ch * (3 * C + 1);
-          std::fill(cs.begin(), cs.end(), T(0));
-          const simd::InsideBwd<T> args{s.data_ptr<T>(),  gt.data_ptr<T>(), xb.data_ptr<T>() + 2 * first,
-                                        ep[k].data_ptr<T>(), fp[k].data_ptr<T>(), T(c), T(1.0 / std::sqrt(c)), C,
-                                        lz.data_ptr<T>(), r.data_ptr<T>(), cs.data(), cs.data() + C,
-                                        cs.data() + 2 * C};
-          const int64_t n0 = ch * grain, n1 = std::min(L, n0 + grain);
-          for (int64_t f0 = n0; f0 < n1; f0 += simd::kBankFlushRows) {
-            sd[3 * C] += run(args, f0, std::min(n1, f0 + simd::kBankFlushRows));
-            for (int64_t j = 0; j < 3 * C; ++j) sd[j] += double(cs[j]), cs[j] = T(0);
-          }
-        }
+      const at::Tensor sums = flushed_column_sums<T>(L, row_grain(C), 3 * C, simd::kBankFlushRows,
+                                                     [&](T* cs, int64_t f0, int64_t f1) {
+        const simd::InsideBwd<T> args{s.data_ptr<T>(),  gt.data_ptr<T>(), xb.data_ptr<T>() + 2 * first,
+                                      ep[k].data_ptr<T>(), fp[k].data_ptr<T>(), T(c), T(1.0 / std::sqrt(c)), C,
+                                      lz.data_ptr<T>(), r.data_ptr<T>(), cs, cs + C, cs + 2 * C};
+        return run(args, f0, f1);
       });
-      const at::Tensor sums = S.sum(0);
       se.narrow(0, k * C, C).add_(sums.narrow(0, 0, C));
       sxx.narrow(0, k * C, C).add_(sums.narrow(0, C, C));
       swz.narrow(0, k * C, C).add_(sums.narrow(0, 2 * C, C));

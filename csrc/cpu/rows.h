@@ -344,10 +344,10 @@ void stream_row(T* o, int64_t D, const F& f, const In*... in);
 // width of I, the sweep's instruction set (the blocked loops pass it as a SweepTag; stores(isa, stream) makes
 // one). Helpers called where nothing streams (the per-row loops of for_rows) take the default. Until the sweeps
 // knew their width here, every streaming store was a 16-byte one, also in the AVX-512 code: 4 floats of f a
-// vector where the plain loops ran 16. In one process against that (2^20 x 64 float32, 1 thread, temporary switch, results
-// bit-identical): AVX-512, forward expmap0 1.16-1.18x, logmap0 1.14-1.17x, expmap 1.05x, logmap 1.02-1.07x;
-// backward expmap0 1.17x, logmap0 1.12-1.15x, expmap 1.08x, logmap 1.08-1.19x, mobius_add 1.01-1.17x, dist
-// 1.16-1.19x; AVX2 (32 bytes) 1.05-1.19x (expmap0, expmap forward, logmap and dist backward).
+// vector where the plain loops ran 16. In one process against that (2^20 x 64 float32, 1 thread, temporary
+// switch, results bit-identical): AVX-512, forward expmap0 1.16-1.18x, logmap0 1.14-1.17x, expmap 1.05x,
+// logmap 1.02-1.07x; backward expmap0 1.17x, logmap0 1.12-1.15x, expmap 1.08x, logmap 1.08-1.19x, mobius_add
+// 1.01-1.17x, dist 1.16-1.19x; AVX2 (32 bytes) 1.05-1.19x (expmap0, expmap forward, logmap and dist backward).
 template <simd::SweepIsa I = simd::SweepIsa::baseline> struct Stores {
   static constexpr int kBytes = I == simd::SweepIsa::avx512 ? 64 : I == simd::SweepIsa::avx2 ? 32 : 16;
   bool stream = false;
@@ -419,6 +419,30 @@ template <typename F> double sum_rows(int64_t N, int64_t D, const F& f, simd::Sw
       std::plus<double>());
 }
 #undef HYPOPS_BY_ISA
+
+// Column sums over rows [0, N) for the per-pair backward kernels (the gyroplane bank's and the conv's inside
+// path): chunks of `grain` rows in parallel, each with its own `ncols` sums cs in T; run(cs, f0, f1) adds rows
+// [f0, f1) into cs and returns a double. Every `flush` rows cs moves into the chunk's double sums, so the
+// kernel's loop carries no float -> double conversion and no T sum runs over more than `flush` rows.
+// Returns [ncols + 1] doubles: the column sums, then the sum of run's returns.
+template <typename T, typename F>
+at::Tensor flushed_column_sums(int64_t N, int64_t grain, int64_t ncols, int64_t flush, const F& run) {
+  const int64_t nchunk = std::max<int64_t>(1, (N + grain - 1) / grain);
+  at::Tensor S = at::zeros({nchunk, ncols + 1}, at::kDouble);
+  double* s0 = S.data_ptr<double>();
+  at::parallel_for(0, nchunk, 1, [&](int64_t cb, int64_t ce) {
+    std::vector<T> cs(ncols, T(0));
+    for (int64_t ch = cb; ch < ce; ++ch) {
+      double* sd = s0 + ch * (ncols + 1);
+      const int64_t n1 = std::min(N, (ch + 1) * grain);
+      for (int64_t f0 = ch * grain; f0 < n1; f0 += flush) {
+        sd[ncols] += run(cs.data(), f0, std::min(n1, f0 + flush));
+        for (int64_t j = 0; j < ncols; ++j) sd[j] += double(cs[j]), cs[j] = T(0);
+      }
+    }
+  });
+  return S.sum(0);
+}
 #endif  // !__CUDACC__: prefetch, streaming stores and the row-parallel loops are CPU code, hidden from nvcc
 
 template <typename scalar_t> constexpr double proj_eps() {
