@@ -187,22 +187,22 @@ template <typename T> struct InsideSteps final : conv3d::Steps {
       T *sp = s.data_ptr<T>(), *gtp = gt.data_ptr<T>(), *lzp = lz.data_ptr<T>(), *rp = r.data_ptr<T>();
       const T *xbp = xb.data_ptr<T>() + 2 * first, *epk = ep.data_ptr<T>() + k * C, *fpk = fp.data_ptr<T>() + k * C;
       const T cT = T(c), inv_sc = T(1.0 / std::sqrt(c));
-      const at::Tensor sums = flushed_column_sums<T>(L, row_grain(C), 3 * C, simd::kBankFlushRows,
+      const at::Tensor sums = flushed_column_sums<T>(L, row_grain(C), 4 * C, simd::kBankFlushRows,
                                                      [&](T* cs, int64_t f0, int64_t f1) {
-        const simd::InsideBwd<T> args{sp, gtp, xbp, epk, fpk, cT, inv_sc, C, lzp, rp, cs, cs + C, cs + 2 * C};
-        double gcs = 0;
+        const simd::InsideBwd<T> args{sp,  gtp, xbp, epk, fpk, cT, inv_sc, C, lzp, rp, cs, cs + C, cs + 2 * C,
+                                      cs + 3 * C};
         // rows valid() leaves out have g = 0 and so lz = 0, r = 0: written, not evaluated (lz holds s there)
-        valid_runs(t, base, f0, f1, [&](int64_t n0, int64_t n1) { gcs += run(args, n0, n1); },
+        valid_runs(t, base, f0, f1, [&](int64_t n0, int64_t n1) { run(args, n0, n1); },
                    [&](int64_t n0, int64_t n1) {
                      std::fill(lzp + n0 * C, lzp + n1 * C, T(0));
                      std::fill(rp + n0, rp + n1, T(0));
                    });
-        return gcs;
+        return 0.0;
       });
       se.narrow(0, k * C, C).add_(sums.narrow(0, 0, C));
       sxx.narrow(0, k * C, C).add_(sums.narrow(0, C, C));
       swz.narrow(0, k * C, C).add_(sums.narrow(0, 2 * C, C));
-      gc_rows += sums[3 * C].item<double>();
+      gc_rows += sums.narrow(0, 3 * C, C).sum().item<double>();
       // within one offset distinct rows read distinct padded rows: plain in-place GEMMs into the slices
       gr.grows.narrow(0, first, L).addmm_(lz, Wp[k]);
       R.narrow(0, first, L).add_(r);

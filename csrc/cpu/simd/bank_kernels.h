@@ -119,15 +119,16 @@ template <typename T> struct InsideFwd {
 };
 // Backward adds the incoming gradient g [N, P] and writes lz = g d(value)/ds [N, P] (lz may be s) and per row
 // r = sum_k 2 lz (c z - f'), so that grad_x = lz W' + x r; adds the column sums se += lz,
-// sxx += lz |x|^2 and swz += B lz z = g z d(value)/dz ([P] in T; the caller flushes them into double every
-// kBankFlushRows rows, as the bank's); returns the rows' d/dc through B, through 1/sqrt(c) and the
-// K-part of the planes' (swz / (2c): summed per pair here, where it nearly cancels the 1/sqrt(c) term for
-// small z, rather than formed from the GEMM sum lz^T x).
+// sxx += lz |x|^2, swz += B lz z = g z d(value)/dz and sgc += the pair's d/dc through B, through 1/sqrt(c)
+// and the K-part of the planes' (swz / (2c): summed per pair here, where it nearly cancels the 1/sqrt(c)
+// term for small z, rather than formed from the GEMM sum lz^T x). The sums are [P] columns in T, which the
+// caller flushes into double every kBankFlushRows rows, as the bank's: a per-row sum would end each row
+// with a serial chain of scalar adds (gcc's reduction epilogue without -ffast-math), as r's does.
 template <typename T> struct InsideBwd {
   const T *s, *g, *xb, *e, *f;
   T c, inv_sc;
   int64_t P;
-  T *lz, *r, *se, *sxx, *swz;
+  T *lz, *r, *se, *sxx, *swz, *sgc;
 };
 
 // One instruction set's kernels. fwd: row n of the output (P values) into out. bwd: row n of the
@@ -144,8 +145,8 @@ struct BankKernels {
   // The conv's inside path: out[n, :] += values of rows [n0, n1); backward as InsideBwd says.
   void (*inside_fwd_f)(const InsideFwd<float>&, int64_t n0, int64_t n1, float* out);
   void (*inside_fwd_d)(const InsideFwd<double>&, int64_t n0, int64_t n1, double* out);
-  double (*inside_bwd_f)(const InsideBwd<float>&, int64_t n0, int64_t n1);
-  double (*inside_bwd_d)(const InsideBwd<double>&, int64_t n0, int64_t n1);
+  void (*inside_bwd_f)(const InsideBwd<float>&, int64_t n0, int64_t n1);
+  void (*inside_bwd_d)(const InsideBwd<double>&, int64_t n0, int64_t n1);
 };
 
 // Overloads picking the table entry for the accumulation type.
