@@ -73,7 +73,7 @@ template <typename T, bool SIGNED, bool SCALED> void fwd_row_inside(const BankFw
     dd = dd < T(0) ? T(0) : dd;  // |x - p|^2 from the GEMM can round below 0
     T z = (fA[k] * (xa[k] - pa[k]) - fcpa[k] * dd) * (fK[k] * inv_b);
     if (!SIGNED) z = z < T(0) ? -z : z;
-    T v = asinh_lane(z) * inv_sc;
+    T v = asinh_with_root(z, sqrt_t(T(1) + z * z)) * inv_sc;  // |z| <= 768: asinh's small branch is enough
     if (SCALED) v = v * fan[k];
     out[k] = v;
   }
@@ -174,7 +174,8 @@ template <typename T, bool SIGNED, bool SCALED> __attribute__((flatten)) double 
 
 // The conv's inside path (bank_kernels.h: InsideFwd, InsideBwd): z = (s + e' - f' |x|^2) / B per pair;
 // every row is inside the gate (the caller checks), so |z| <= 768 and T is exact enough, as in
-// fwd_row_inside.
+// fwd_row_inside, and asinh needs only its small-|z| branch (asinh_with_root: asinh_lane's other branch,
+// for |z| > 4096, and its selects cost ~10% of this loop).
 template <typename T> void inside_fwd_rows(const InsideFwd<T>& a, int64_t n0, int64_t n1, T* out) {
   const int64_t P = a.P;
   const T *e = a.e, *f = a.f, inv_sc = a.inv_sc;
@@ -183,7 +184,10 @@ template <typename T> void inside_fwd_rows(const InsideFwd<T>& a, int64_t n0, in
     const T* s = a.s + n * P;
     T* o = out + n * P;
 #pragma omp simd
-    for (int64_t k = 0; k < P; ++k) o[k] += asinh_lane((s[k] + e[k] - f[k] * xx) * inv_b) * inv_sc;
+    for (int64_t k = 0; k < P; ++k) {
+      const T z = (s[k] + e[k] - f[k] * xx) * inv_b;
+      o[k] += asinh_with_root(z, sqrt_t(T(1) + z * z)) * inv_sc;
+    }
   }
 }
 
