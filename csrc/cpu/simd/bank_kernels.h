@@ -122,8 +122,9 @@ template <typename T> struct InsideFwd {
 // sxx += lz |x|^2, swz += B lz z = g z d(value)/dz and sgc += the pair's d/dc through B, through 1/sqrt(c)
 // and the K-part of the planes' (swz / (2c): summed per pair here, where it nearly cancels the 1/sqrt(c)
 // term for small z, rather than formed from the GEMM sum lz^T x). The sums are [P] columns in T, which the
-// caller flushes into double every kBankFlushRows rows, as the bank's: a per-row sum would end each row
-// with a serial chain of scalar adds (gcc's reduction epilogue without -ffast-math), as r's does.
+// caller flushes into double every kBankFlushRows rows, as the bank's: a per-row `omp simd reduction` would
+// end each row with a serial chain of scalar adds (gcc's epilogue without -ffast-math); r, the one per-row
+// sum, is summed as a tree by hand.
 template <typename T> struct InsideBwd {
   const T *s, *g, *xb, *e, *f;
   T c, inv_sc;
