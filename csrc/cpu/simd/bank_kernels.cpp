@@ -175,7 +175,7 @@ template <typename T, bool SIGNED, bool SCALED> __attribute__((flatten)) double 
 // The conv's inside path (bank_kernels.h: InsideFwd, InsideBwd): z = (s + e' - f' |x|^2) / B per pair;
 // every row is inside the gate (the caller checks), so |z| <= 768 and T is exact enough, as in
 // fwd_row_inside, and asinh needs only its small-|z| branch (asinh_with_root; asinh_lane's other branch is
-// for |z| > 4096, and its selects would be work for nothing).
+// for |z| > 4096 in float, 2^28 in double, and its selects would be work for nothing).
 template <typename T> void inside_fwd_rows(const InsideFwd<T>& a, int64_t n0, int64_t n1, T* out) {
   const int64_t P = a.P;
   const T *e = a.e, *f = a.f, inv_sc = a.inv_sc;
