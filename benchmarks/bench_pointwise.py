@@ -14,7 +14,11 @@ Modes:
           geoopt's c is ``softplus(isp_c)`` (PoincareBall(learnable=True)): its gradient is taken with
           respect to isp_c and converted to dc for the check.
 
-Candidates: clone (floor; fwd cost of ``inputs[0].clone()``, shown in both modes), native
+Candidates: clone (floor; fwd cost of ``inputs[0].clone()``, shown in both modes), add (a second floor,
+shown in both modes: the fwd cost of one pass of torch's own elementwise loop over the op's tensor inputs,
+``x + y`` for a binary op, ``addcmul(x, p, a)`` for dist2plane, ``x + 0`` for a unary one: it reads what the op reads and writes
+one [N, D] tensor with plain stores in torch's vectorised loop; SPEC §7's targets are against clone, and
+native/add says how far an op is from the cheapest elementwise op torch has on the same inputs), native
 (``hypops.<op>(..., backend="native")``), eager (``hypops.reference.<op>``), compiled
 (``torch.compile(hypops.reference.<op>, dynamic=False)``, compiled once per shape and mode, warmed up,
 then timed; a failure to compile is recorded in the table), geoopt (``geoopt.PoincareBall(c=1)`` methods).
@@ -56,8 +60,10 @@ except ImportError:  # pragma: no cover - geoopt is a declared dependency
     geoopt = None
 
 SIZES = {"large": (1 << 20, 64), "small": (4096, 16), "toy": (256, 8)}
-CANDIDATES = ("clone", "native", "eager", "compiled", "geoopt", "native-avx2", "native-baseline", "native-scalar")
-DEFAULT_CANDIDATES = ("clone", "native", "eager", "compiled", "geoopt")
+CANDIDATES = ("clone", "add", "native", "eager", "compiled", "geoopt", "native-avx2", "native-baseline",
+              "native-scalar")
+DEFAULT_CANDIDATES = ("clone", "add", "native", "eager", "compiled", "geoopt")
+FLOORS = ("clone", "add")  # timed, never checked against the reference
 MODES = ("fwd", "fwdbwd")
 # float32 candidates vs the float64 reference: |err| <= ATOL * max(1, max|ref|) + RTOL * |ref|
 RTOL, ATOL = 2e-3, 2e-4
@@ -99,6 +105,17 @@ def make_input(kind: str, n: int, d: int, gen: torch.Generator) -> torch.Tensor:
 def make_inputs(op: str, n: int, d: int, seed: int = 0) -> list[torch.Tensor]:
     gen = torch.Generator().manual_seed(seed)
     return [make_input(k, n, d, gen) for k in OPS[op].kinds]
+
+
+def add_floor(inputs: list[torch.Tensor]) -> torch.Tensor:
+    """The add candidate: one pass of torch's elementwise loop over the op's inputs, one [N, D] output:
+    ``x + 0``, ``x + y``, or ``torch.addcmul(x, p, a)`` for three (``x + p + a`` would be two passes)."""
+    if len(inputs) == 1:
+        return inputs[0] + 0
+    if len(inputs) == 2:
+        return inputs[0] + inputs[1]
+    assert len(inputs) == 3, "ops take one to three tensors"
+    return torch.addcmul(*inputs)
 
 
 def _out_shape(op: str, n: int, d: int) -> tuple[int, ...]:
@@ -183,13 +200,14 @@ def build_case(op: str, mode: str, inputs: list[torch.Tensor], *, candidates=CAN
         ball = geoopt.PoincareBall(c=1.0) if geoopt else None
         fns = {
             "clone": lambda: x0.clone(),
+            "add": lambda: add_floor(inputs),
             **{k: with_kernels(k, lambda: hop(*inputs, c=c, backend="native")) for k in KERNELS},
             "eager": lambda: rop(*inputs, c=c),
             "compiled": lambda: compiled_ref(op)(*inputs, c=c),
             "geoopt": (lambda: spec.geo(ball, *inputs)) if ball else None,
         }
         for name in candidates:
-            cands.append(harness.Candidate(name, fns[name], check=name != "clone", fatal=name != "compiled",
+            cands.append(harness.Candidate(name, fns[name], check=name not in FLOORS, fatal=name != "compiled",
                                            tol_scale=GEOOPT_TOL_SCALE if name == "geoopt" else 1.0,
                                            must_match=name != "geoopt"))
         want = harness.oracle(oracle_fn(op), inputs, [torch.tensor(1.0)], None, elems_per_row=d)
@@ -218,6 +236,7 @@ def build_case(op: str, mode: str, inputs: list[torch.Tensor], *, candidates=CAN
 
     fns = {
         "clone": lambda: x0.clone(),
+        "add": lambda: add_floor(inputs),
         **{k: with_kernels(k, step(lambda: hop(*xs, c=c, backend="native"))) for k in KERNELS},
         "eager": step(lambda: rop(*xs, c=c)),
         "compiled": step(lambda: compiled_ref(op)(*xs, c=c)),
@@ -225,7 +244,7 @@ def build_case(op: str, mode: str, inputs: list[torch.Tensor], *, candidates=CAN
     }
     for name in candidates:
         cands.append(
-            harness.Candidate(name, fns[name], canon=geo_canon if name == "geoopt" else None, check=name != "clone",
+            harness.Candidate(name, fns[name], canon=geo_canon if name == "geoopt" else None, check=name not in FLOORS,
                               fatal=name != "compiled", tol_scale=GEOOPT_TOL_SCALE if name == "geoopt" else 1.0,
                               must_match=name != "geoopt")
         )
@@ -327,6 +346,7 @@ def main(argv=None) -> int:
                 del candidates, want
                 ratios = {
                     "native/clone": harness.ratio(res, "native", "clone"),
+                    "native/add": harness.ratio(res, "native", "add"),
                     "eager/native": harness.ratio(res, "eager", "native"),
                     "compiled/native": harness.ratio(res, "compiled", "native"),
                     "geoopt/native": harness.ratio(res, "geoopt", "native"),
@@ -344,7 +364,7 @@ def main(argv=None) -> int:
             f"## {n} x {d} float32, {torch.get_num_threads()} threads, allocator {_allocator.current()}, "
             f"median of {repeats} interleaved rounds (±: half the IQR; ratios: median of per-round ratios)\n\n"
             + harness.markdown_table(
-                ["op", "mode", *shown, "native/clone", "eager/native", "compiled/native", "geoopt/native",
+                ["op", "mode", *shown, "native/clone", "native/add", "eager/native", "compiled/native", "geoopt/native",
                  *(["scalar/native"] if "native-scalar" in cands else []), "targets"],
                 table,
             )
