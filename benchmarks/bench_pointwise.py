@@ -16,8 +16,8 @@ Modes:
 
 Candidates: clone (floor; fwd cost of ``inputs[0].clone()``, shown in both modes), add (a second floor,
 shown in both modes: the fwd cost of one pass of torch's own elementwise loop over the op's tensor inputs,
-``x + y`` for a binary op, ``addcmul(x, p, a)`` for dist2plane, ``x + 0`` for a unary one: it reads what the op reads and writes
-one [N, D] tensor with plain stores in torch's vectorised loop; SPEC §7's targets are against clone, and
+``x + y`` for a binary op, ``addcmul(x, p, a)`` for dist2plane, ``x + 0`` for a unary one: it reads what
+the op reads and writes one [N, D] tensor with plain stores; SPEC §7's targets are against clone, and
 native/add says how far an op is from the cheapest elementwise op torch has on the same inputs), native
 (``hypops.<op>(..., backend="native")``), eager (``hypops.reference.<op>``), compiled
 (``torch.compile(hypops.reference.<op>, dynamic=False)``, compiled once per shape and mode, warmed up,
@@ -207,7 +207,8 @@ def build_case(op: str, mode: str, inputs: list[torch.Tensor], *, candidates=CAN
             "geoopt": (lambda: spec.geo(ball, *inputs)) if ball else None,
         }
         for name in candidates:
-            cands.append(harness.Candidate(name, fns[name], check=name not in FLOORS, fatal=name != "compiled",
+            cands.append(harness.Candidate(name, fns[name], check=name not in FLOORS,
+                                           fatal=name != "compiled",
                                            tol_scale=GEOOPT_TOL_SCALE if name == "geoopt" else 1.0,
                                            must_match=name != "geoopt"))
         want = harness.oracle(oracle_fn(op), inputs, [torch.tensor(1.0)], None, elems_per_row=d)
@@ -244,7 +245,8 @@ def build_case(op: str, mode: str, inputs: list[torch.Tensor], *, candidates=CAN
     }
     for name in candidates:
         cands.append(
-            harness.Candidate(name, fns[name], canon=geo_canon if name == "geoopt" else None, check=name not in FLOORS,
+            harness.Candidate(name, fns[name], canon=geo_canon if name == "geoopt" else None,
+                              check=name not in FLOORS,
                               fatal=name != "compiled", tol_scale=GEOOPT_TOL_SCALE if name == "geoopt" else 1.0,
                               must_match=name != "geoopt")
         )
@@ -364,7 +366,8 @@ def main(argv=None) -> int:
             f"## {n} x {d} float32, {torch.get_num_threads()} threads, allocator {_allocator.current()}, "
             f"median of {repeats} interleaved rounds (±: half the IQR; ratios: median of per-round ratios)\n\n"
             + harness.markdown_table(
-                ["op", "mode", *shown, "native/clone", "native/add", "eager/native", "compiled/native", "geoopt/native",
+                ["op", "mode", *shown, "native/clone", "native/add", "eager/native", "compiled/native",
+                 "geoopt/native",
                  *(["scalar/native"] if "native-scalar" in cands else []), "targets"],
                 table,
             )
