@@ -211,6 +211,14 @@ HYPOPS_SWEEP inline std::array<acc_t, K> row_reductions(int64_t D, const F& step
 // 1.11-1.36x at 2^16 x 64 (32 MiB of inputs), 0.92-1.01x at 2^14-2^15 x 64 (8-16 MiB), 0.82-0.90x at 4096 x 64 (in L2);
 // backward (three inputs; expmap, mobius_add) 1.03-1.13x at 2^18-2^20 x 64, 1.08x at 2^16 x 64, 0.89-1.0x at 4096-32768
 // x 64; mobius_add's per-row forward 1.21x and dist's backward 1.03-1.21x at 2^18-2^20 x 64.
+// The prefetches go to L2 (prefetcht1), not L1 (prefetcht0, until 1243838): on the AMD EPYC host (Zen 4, 32 KiB L1)
+// perf put 30-40% of the backward's samples on prefetcht0, which waits for one of L1's few miss buffers before it
+// retires; an L2 prefetch does not, and the next block's first sweep finds its rows in L2. In one process, the
+// hint switched between calls (15 alternating rounds, two runs, 2^20 x 64 float32, 1 thread), prefetcht1 against
+// prefetcht0, medians: backward expmap 1.16-1.24x, mobius_add 1.16-1.29x, logmap 1.05-1.19x, dist 1.01-1.18x,
+// dist2plane 1.04-1.14x; forward logmap 1.12-1.16x, dist2plane 1.12-1.66x, expmap 0.97-1.08x, mobius_add
+// 1.02-1.06x, dist 1.0x; at 2^16-2^18 x 64 0.9-1.1x, within the noise. prefetcht2 measured the same as prefetcht1,
+// prefetchnta the same as prefetcht0, two or three blocks ahead the same as one. Not measured on the Intel host.
 constexpr int64_t kPrefetchMinBytes = int64_t(32) << 20;
 inline int64_t streamed_bytes(const std::vector<at::Tensor>& mats) {
   int64_t bytes = 0;
@@ -227,7 +235,8 @@ HYPOPS_SWEEP inline void prefetch_row(int64_t i, int64_t N, int64_t D, const Row
     // every cache line the row touches, also when it does not start on one
     const uintptr_t first = reinterpret_cast<uintptr_t>((*r)(i)) & ~uintptr_t(63);
     const uintptr_t end = reinterpret_cast<uintptr_t>((*r)(i) + D);
-    for (uintptr_t a = first; a < end; a += 64) __builtin_prefetch(reinterpret_cast<const void*>(a), 0, 3);
+    // locality 2 (prefetcht1: into L2, not L1) -- see kPrefetchMinBytes
+    for (uintptr_t a = first; a < end; a += 64) __builtin_prefetch(reinterpret_cast<const void*>(a), 0, 2);
   }
 }
 
