@@ -218,7 +218,7 @@ HYPOPS_SWEEP inline std::array<acc_t, K> row_reductions(int64_t D, const F& step
 // prefetcht0, medians: backward expmap 1.16-1.24x, mobius_add 1.16-1.29x, logmap 1.05-1.19x, dist 1.01-1.18x,
 // dist2plane 1.04-1.14x; forward logmap 1.12-1.16x, dist2plane 1.12-1.66x, expmap 0.97-1.08x, mobius_add
 // 1.02-1.06x, dist 1.0x; with the order of the two calls reversed (two more runs): backward 1.03-1.22x, forward
-// 1.08-1.26x; at 2^16-2^18 x 64 0.9-1.1x, within the noise. prefetcht2 measured the same as prefetcht1,
+// 1.10-1.26x; at 2^16-2^18 x 64 0.9-1.1x, within the noise. prefetcht2 measured the same as prefetcht1,
 // prefetchnta the same as prefetcht0, two or three blocks ahead the same as one. Not measured on the Intel host.
 constexpr int64_t kPrefetchMinBytes = int64_t(32) << 20;
 inline int64_t streamed_bytes(const std::vector<at::Tensor>& mats) {
