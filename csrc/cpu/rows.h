@@ -212,8 +212,8 @@ HYPOPS_SWEEP inline std::array<acc_t, K> row_reductions(int64_t D, const F& step
 // backward (three inputs; expmap, mobius_add) 1.03-1.13x at 2^18-2^20 x 64, 1.08x at 2^16 x 64, 0.89-1.0x at 4096-32768
 // x 64; mobius_add's per-row forward 1.21x and dist's backward 1.03-1.21x at 2^18-2^20 x 64.
 // The prefetches go to L2 (prefetcht1), not L1 (prefetcht0, until 1243838): on the AMD EPYC host (Zen 4, 32 KiB L1)
-// perf put 30-40% of the backward's samples on prefetcht0, which waits for one of L1's few miss buffers before it
-// retires; an L2 prefetch does not, and the next block's first sweep finds its rows in L2. In one process, the
+// perf put 30-40% of the backward's samples on prefetcht0 (likely waiting for one of L1's few miss buffers before
+// it retires; after the change, 8% on prefetcht1), and the next block's first sweep finds its rows in L2. In one process, the
 // hint switched between calls (15 alternating rounds, two runs, 2^20 x 64 float32, 1 thread), prefetcht1 against
 // prefetcht0, medians: backward expmap 1.16-1.24x, mobius_add 1.16-1.29x, logmap 1.05-1.19x, dist 1.01-1.18x,
 // dist2plane 1.04-1.14x; forward logmap 1.12-1.16x, dist2plane 1.12-1.66x, expmap 0.97-1.08x, mobius_add
