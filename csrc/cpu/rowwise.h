@@ -222,6 +222,9 @@ std::tuple<at::Tensor, at::Tensor> unary_backward(const char* name, const at::Te
     const simd::RowKernels& kern = simd::row_kernels();
     if constexpr (Op::kBlocked) {
       if (kern.unary_bwd_f != nullptr) {
+        // The next block's rows are prefetched as in the binary ops (cpu/rows.h: prefetch_row); the forward, which
+        // reads one row a row, measured no gain from it (kPrefetchMinBytes).
+        const bool prefetch = streamed_bytes(r.mats) >= kPrefetchMinBytes;
         const bool stream = stream_outputs(streamed_bytes(r.mats) + gx.nbytes());
         gc = sum_row_blocks(r.N, D, [&](auto isa, int64_t b, int64_t e) HYPOPS_SWEEP {
           acc_t xx[kMaxRowBlock], gxv[kMaxRowBlock], ka[kMaxRowBlock], kb[kMaxRowBlock];
@@ -232,7 +235,10 @@ std::tuple<at::Tensor, at::Tensor> unary_backward(const char* name, const at::Te
           }
           const double s =
               simd::run(kern, Op::kOp, simd::UnaryBwd<acc_t>{xx, gxv, ka, kb, cv, double(eps), e - b});
-          for (int64_t i = b; i < e; ++i) unary_bwd_out(GX + i * D, G(i), X(i), ka[i - b], kb[i - b], D, stores(isa, stream));
+          for (int64_t i = b; i < e; ++i) {
+            if (prefetch) prefetch_row(i + (e - b), r.N, D, G, X);
+            unary_bwd_out(GX + i * D, G(i), X(i), ka[i - b], kb[i - b], D, stores(isa, stream));
+          }
           return s;
         }, kern.sweeps);
         return;
